@@ -1,0 +1,128 @@
+"""Make the mmengine / mmcv / mmaction2 stack import cleanly on a fresh
+install, without editing anything under site-packages.
+
+Three gaps of the published wheels are bridged here, each only when it is
+really there:
+
+* the mmaction2 1.2.0 wheel imports ``mmaction.models.localizers.drn`` but
+  does not ship it: an empty stand-in module is registered so that
+  ``import mmaction.models`` succeeds (building a ``DRN`` model raises a clear
+  error instead);
+* the same wheel imports ``importlib_metadata`` without declaring it: the
+  plugin depends on it, and falls back to the standard ``importlib.metadata``;
+* mmengine finds the configs of ``mmaction::`` bases through
+  ``pkg_resources``, which setuptools 81 and newer no longer ship: the plugin
+  pins ``setuptools<81`` and, where ``pkg_resources`` is missing anyway,
+  replaces mmengine's two package look-ups with ``importlib.metadata`` ones.
+
+:func:`apply` is idempotent and cheap; ``import e3d_plugin`` calls it first.
+"""
+import importlib.metadata
+import importlib.util
+import os.path as osp
+import sys
+import types
+import warnings
+
+_APPLIED = False
+_DRN = 'mmaction.models.localizers.drn'
+
+
+def _bridge_importlib_metadata():
+    if importlib.util.find_spec('importlib_metadata') is None:
+        sys.modules['importlib_metadata'] = importlib.metadata
+
+
+class DRN:
+    """Stand-in for mmaction2's ``DRN`` localizer, absent from its wheel."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError(
+            'DRN is not available: the mmaction2 1.2.0 wheel does not ship '
+            '`mmaction.models.localizers.drn`. Install mmaction2 from source '
+            'to use it.')
+
+
+def _bridge_drn():
+    if _DRN in sys.modules:
+        return
+    spec = importlib.util.find_spec('mmaction')
+    if spec is None or not spec.submodule_search_locations:
+        return
+    root = list(spec.submodule_search_locations)[0]
+    if osp.isdir(osp.join(root, 'models', 'localizers', 'drn')):
+        return
+    package = types.ModuleType(_DRN)
+    package.__path__ = []
+    package.__doc__ = 'Stand-in created by e3d_plugin: missing from the wheel.'
+    module = types.ModuleType(_DRN + '.drn')
+    module.DRN = DRN
+    package.drn = module
+    sys.modules[_DRN] = package
+    sys.modules[_DRN + '.drn'] = module
+
+
+def _dist_location(package):
+    """Return the site directory holding ``package`` or None."""
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return str(dist.locate_file(''))
+
+
+def is_installed(package):
+    """``mmengine.utils.is_installed`` without ``pkg_resources``."""
+    if _dist_location(package) is not None:
+        return True
+    spec = importlib.util.find_spec(package)
+    return spec is not None and spec.origin is not None
+
+
+def get_installed_path(package):
+    """``mmengine.utils.get_installed_path`` without ``pkg_resources``."""
+    from mmengine.utils.package_utils import package2module
+    location = _dist_location(package)
+    if location is None:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise importlib.metadata.PackageNotFoundError(package)
+        return osp.dirname(spec.origin)
+    possible = osp.join(location, package)
+    if osp.exists(possible):
+        return possible
+    return osp.join(location, package2module(package))
+
+
+def _quiet_known_warnings():
+    # Noise for mmaction2 users: the deprecation notice of pkg_resources, and
+    # mmcv-lite's notice that it has no compiled deformable attention (no
+    # video recognizer uses it).
+    warnings.filterwarnings(
+        'ignore', message='pkg_resources is deprecated', category=UserWarning)
+    warnings.filterwarnings(
+        'ignore', message='Fail to import ``MultiScaleDeformableAttention``',
+        category=UserWarning)
+
+
+def _bridge_pkg_resources():
+    if importlib.util.find_spec('pkg_resources') is not None:
+        return
+    import mmengine.config.config as config_module
+    import mmengine.utils as utils
+    import mmengine.utils.package_utils as package_utils
+    for module in (package_utils, utils, config_module):
+        module.is_installed = is_installed
+        module.get_installed_path = get_installed_path
+
+
+def apply():
+    """Bridge the gaps of the installed stack (safe to call repeatedly)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _quiet_known_warnings()
+    _bridge_importlib_metadata()
+    _bridge_drn()
+    _bridge_pkg_resources()
+    _APPLIED = True

@@ -1,0 +1,28 @@
+"""Registries of the plugin, children of mmengine's root registries.
+
+Each has the scope ``e3d_plugin``; a parent holds one child per scope, so the
+three hang under three roots, chosen by role (as mmrazor does for its
+mutators and search loops):
+
+* ``SCORES`` (``STEntrScore``, ``RandomScore``) under ``TASK_UTILS``;
+* ``SEARCH_SPACES`` (``E3DSearchSpace``) under ``MODELS``;
+* ``SEARCHERS`` (``EntropyEvolution``) under ``LOOPS``.
+
+So ``TASK_UTILS.build(dict(type='e3d_plugin.STEntrScore'))`` works as well as
+``SCORES.build(dict(type='STEntrScore'))``. The backbone is registered in
+mmaction2's own ``MODELS`` instead, where mmaction2 configs look for it.
+"""
+from mmengine.registry import LOOPS, MODELS, TASK_UTILS, Registry
+
+#: Training-free architecture scores.
+SCORES = Registry(
+    'score', parent=TASK_UTILS, scope='e3d_plugin',
+    locations=['e3d_plugin.nas'])
+#: Search spaces.
+SEARCH_SPACES = Registry(
+    'search space', parent=MODELS, scope='e3d_plugin',
+    locations=['e3d_plugin.nas'])
+#: Searchers.
+SEARCHERS = Registry(
+    'searcher', parent=LOOPS, scope='e3d_plugin',
+    locations=['e3d_plugin.nas'])
