@@ -79,9 +79,21 @@ def is_installed(package):
     return spec is not None and spec.origin is not None
 
 
+def package2module(package):
+    """Top-level module of distribution ``package`` (``mmaction2`` ->
+    ``mmaction``), read from its metadata."""
+    dist = importlib.metadata.distribution(package)
+    top_level = dist.read_text('top_level.txt')
+    if top_level and top_level.split():
+        return top_level.split()[0]
+    for path in dist.files or ():
+        if path.name == '__init__.py' and len(path.parts) == 2:
+            return path.parts[0]
+    raise ValueError(f'can not infer the module name of {package}')
+
+
 def get_installed_path(package):
     """``mmengine.utils.get_installed_path`` without ``pkg_resources``."""
-    from mmengine.utils.package_utils import package2module
     location = _dist_location(package)
     if location is None:
         spec = importlib.util.find_spec(package)
