@@ -40,7 +40,7 @@ setup(
     long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['e3d_plugin', 'e3d_plugin.*']),
-    package_data={'e3d_plugin': ['presets/*.txt']},
+    package_data={'e3d_plugin': ['presets/*.txt', 'presets/*.json']},
     python_requires='>=3.8',
     install_requires=install_requires,
     extras_require={'tests': read_requirements('tests')},

@@ -5,8 +5,11 @@ Usage::
     python tools/analyze.py STRUCTURE [--image-size 224] [--frames 16]
         [--json] [--score-cfg KEY=VALUE ...]
 
-STRUCTURE is a preset name (E3D-S, E3D-M, E3D-L), a JSON structure file
-(e.g. a search's ``best_structure.json``) or a TinyNAS text file. The table
+STRUCTURE is a preset name (E3D-S, E3D-M, E3D-L, E3D-XS), a JSON structure
+file (e.g. a search's ``best_structure.json``), a TinyNAS text file, or an
+mmaction2 config (``.py``) with an E3D backbone: then the clip defaults to
+the config's (``clip_len`` of its frame sampler, the crop of its validation
+pipeline). The table
 lists each block (the backbone's stages) with its output shape, FLOPs
 (multiply-adds of the convs for one clip), parameters and conv layers.
 ``--json`` prints exactly one JSON object instead.
@@ -32,11 +35,15 @@ def parse_args(argv=None):
         description='FLOPs, params, layers and STEntr-Score of a structure')
     parser.add_argument(
         'structure',
-        help='preset name (E3D-S, E3D-M, E3D-L), JSON file or TinyNAS file')
+        help='preset name (E3D-S, E3D-M, E3D-L, E3D-XS), JSON file, TinyNAS '
+        'file or mmaction2 config with an E3D backbone')
     parser.add_argument(
-        '--image-size', type=int, nargs='+', default=[224],
-        help='clip height and width (one value for a square clip)')
-    parser.add_argument('--frames', type=int, default=16, help='clip length')
+        '--image-size', type=int, nargs='+', default=None,
+        help='clip height and width (one value for a square clip; default '
+        '224, or the config\'s crop)')
+    parser.add_argument(
+        '--frames', type=int, default=None,
+        help='clip length (default 16, or the config\'s clip_len)')
     parser.add_argument(
         '--json', action='store_true', help='print one JSON object')
     parser.add_argument(
@@ -63,6 +70,41 @@ def _score_cfg(pairs, image_size, frames, num_stages):
     return cfg
 
 
+def _from_config(path):
+    """Structure and clip ``(frames, crop)`` of an mmaction2 config."""
+    from mmengine.config import Config
+
+    from e3d_plugin.structure import StructureError, resolve_structure
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as e:  # mmengine raises many kinds; name the file
+        raise StructureError(f"cannot load config '{path}': {e}") from None
+    backbone = cfg.get('model', {}).get('backbone', {})
+    if backbone.get('type') != 'E3D':
+        raise StructureError(
+            f"{path}: model.backbone.type is {backbone.get('type')!r}, not "
+            "'E3D'")
+    structure_file = backbone.get('structure_file')
+    if structure_file and not osp.isabs(structure_file) and not osp.exists(
+            structure_file):
+        structure_file = osp.join(osp.dirname(path), structure_file)
+    structure = resolve_structure(
+        backbone.get('arch'), backbone.get('structure'), structure_file)
+    if not any(backbone.get(k) for k in ('arch', 'structure',
+                                         'structure_file')):
+        structure = resolve_structure('E3D-M')
+    frames = crop = None
+    for split in ('val', 'test', 'train'):
+        loader = cfg.get(f'{split}_dataloader') or {}
+        dataset = loader.get('dataset') or {}
+        for step in dataset.get('pipeline') or []:
+            if frames is None and step.get('clip_len'):
+                frames = int(step['clip_len'])
+            if crop is None and step.get('type') == 'CenterCrop':
+                crop = int(step['crop_size'])
+    return structure, frames, crop
+
+
 def analyze(args):
     """Return the report as a dict."""
     from e3d_plugin.cost import analyze_cost
@@ -70,12 +112,19 @@ def analyze(args):
     from e3d_plugin.registry import SCORES
     from e3d_plugin.structure import load_structure
 
+    if args.structure.endswith('.py'):
+        structure, frames, crop = _from_config(args.structure)
+    else:
+        structure, frames, crop = load_structure(args.structure), None, None
+    if args.frames is None:
+        args.frames = frames or 16
+    if args.image_size is None:
+        args.image_size = [crop or 224]
     if any(v < 1 for v in args.image_size) or len(args.image_size) > 2:
         raise ValueError('--image-size takes one or two positive integers')
     if args.frames < 1:
         raise ValueError('--frames must be a positive integer')
     image_size = (args.image_size * 2)[:2]
-    structure = load_structure(args.structure)
     report = analyze_cost(structure, tuple(image_size), args.frames)
     num_stages = len(STEntrScore(image_size, args.frames,
                                  (1, )).stage_scores(structure))
@@ -99,7 +148,7 @@ def analyze(args):
             dict(index=b.index, kind=b.kind, out_shape=list(b.out_shape),
                  flops=b.flops, params=b.params, layers=b.layers)
             for b in report.blocks
-        ])
+        ]), structure
 
 
 def format_table(result, structure):
@@ -130,15 +179,15 @@ def main(argv=None):
     """Entry point; returns the exit code."""
     args = parse_args(argv)
     try:
-        from e3d_plugin.structure import StructureError, load_structure
-        result = analyze(args)
+        from e3d_plugin.structure import StructureError
+        result, structure = analyze(args)
     except (StructureError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result))
     else:
-        print(format_table(result, load_structure(args.structure)))
+        print(format_table(result, structure))
     return 0
 
 

@@ -5,7 +5,9 @@ conv's output grows with ``log(C_in * Kt * K * K)``; a refinement factor
 
     ``alpha = -log(1 - cos((T, H, W), (Kt, K, K)))``  (``alpha = 1`` if K = 1)
 
-weighs how well the kernel shape matches the feature-map shape. Each conv
+weighs how well the kernel shape matches the feature-map shape (``1 - cos``
+is floored at ``ALIGNMENT_FLOOR`` so that a kernel exactly parallel to the
+feature map scores finitely). Each conv
 layer contributes ``log(sqrt(C_in * Kt * K^2 * alpha))`` with ``C_in`` the
 input width of one group: ``btn``/``dwbtn`` units contribute
 ``log(sqrt(C_in)) + log(sqrt(C_mid * Kt * K^2 * alpha)) + log(sqrt(C_btn))``
@@ -26,6 +28,10 @@ import zlib
 from ..registry import SCORES
 
 
+#: Smallest ``1 - cos`` used in ``alpha`` (caps alpha at about 27.6).
+ALIGNMENT_FLOOR = 1e-12
+
+
 def refinement_factor(frames, height, width, kernel_t, kernel):
     """``alpha`` of a ``(kernel_t, kernel, kernel)`` conv on ``(T, H, W)``."""
     if kernel == 1:
@@ -35,7 +41,9 @@ def refinement_factor(frames, height, width, kernel_t, kernel):
     dot = sum(a * b for a, b in zip(feature, kernel_shape))
     norms = math.sqrt(sum(a * a for a in feature)) * math.sqrt(
         sum(b * b for b in kernel_shape))
-    return -math.log(1.0 - dot / norms)
+    # A kernel exactly parallel to the feature map (e.g. 3x3x3 on 8x8x8)
+    # makes 1 - cos zero and alpha infinite; the floor keeps it finite.
+    return -math.log(max(1.0 - dot / norms, ALIGNMENT_FLOOR))
 
 
 @SCORES.register_module()

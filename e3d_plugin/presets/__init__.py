@@ -1,7 +1,9 @@
-"""Published E3D structures (TinyNAS text files shipped as package data).
+"""Preset structures shipped as package data.
 
-``E3D-S``, ``E3D-M`` and ``E3D-L`` were searched at the X3D-S / M / L budgets
-(13x160x160, 16x224x224 and 16x312x312 clips).
+``E3D-S``, ``E3D-M`` and ``E3D-L`` are the published structures (TinyNAS text
+files), searched at the X3D-S / M / L budgets (13x160x160, 16x224x224 and
+16x312x312 clips). ``E3D-XS`` is this project's small E3D-style network for
+CPU training on the built-in synthetic dataset (8x64x64 clips).
 """
 import functools
 import os.path as osp
@@ -10,6 +12,7 @@ PRESETS = {
     'E3D-S': 'E3D_S.txt',
     'E3D-M': 'E3D_M.txt',
     'E3D-L': 'E3D_L.txt',
+    'E3D-XS': 'E3D_XS.json',
 }
 
 #: Clip size each preset was searched for: (frames, image size).
@@ -17,6 +20,7 @@ PRESET_CLIPS = {
     'E3D-S': (13, 160),
     'E3D-M': (16, 224),
     'E3D-L': (16, 312),
+    'E3D-XS': (8, 64),
 }
 
 

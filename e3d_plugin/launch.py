@@ -1,0 +1,104 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: loading a config with
+clear errors, checking the data a config names, and setting up distributed
+runs on machines without CUDA (gloo instead of NCCL).
+"""
+import os
+import os.path as osp
+
+
+class LaunchError(RuntimeError):
+    """A config, a path or an option a user gave is not usable."""
+
+
+def load_config(path, cfg_options=None):
+    """Load an mmengine config and merge ``--cfg-options`` into it."""
+    from mmengine.config import Config
+    if not osp.isfile(path):
+        raise LaunchError(f"config file '{path}' does not exist")
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as e:  # mmengine raises many kinds; name the file
+        message = str(e).strip().splitlines()[-1] if str(e).strip() else ''
+        raise LaunchError(
+            f"cannot load config '{path}': {type(e).__name__}: "
+            f'{message}') from None
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def _dataset_paths(dataset):
+    """(key, path) pairs a dataset config needs on disk."""
+    if dataset is None:
+        return []
+    if dataset.get('dataset') is not None:  # RepeatDataset and friends
+        return _dataset_paths(dataset['dataset'])
+    root = dataset.get('data_root') or ''
+    paths = []
+    ann_file = dataset.get('ann_file')
+    if ann_file:
+        paths.append(('ann_file', ann_file if osp.isabs(ann_file) or not root
+                      else osp.join(root, ann_file)))
+    for key, value in (dataset.get('data_prefix') or {}).items():
+        if value:
+            paths.append((f'data_prefix.{key}', value if osp.isabs(value) or
+                          not root else osp.join(root, value)))
+    return paths
+
+
+def check_data(cfg, splits=('train', 'val', 'test')):
+    """Raise :class:`LaunchError` when a dataset's files are missing."""
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        for key, path in _dataset_paths(loader.get('dataset')):
+            if not osp.exists(path):
+                hint = ''
+                if 'synthetic_motion' in path:
+                    hint = ('; generate it with python '
+                            'tools/data/synthetic_motion.py --out '
+                            'data/synthetic_motion')
+                raise LaunchError(
+                    f"{split}_dataloader.dataset.{key}: '{path}' does not "
+                    f'exist{hint}')
+
+
+def setup_distributed(cfg, launcher):
+    """Prepare a distributed run; on a machine without CUDA use gloo.
+
+    mmengine's ``pytorch`` launcher calls ``torch.cuda.set_device``, which a
+    CPU-only torch cannot do, and its DDP wrapper passes ``device_ids``,
+    which DDP rejects for CPU modules. Where CUDA is missing, the process
+    group is created here with gloo from torchrun's environment (mmengine
+    then skips its own set-up), and DDP gets ``device_ids=None``.
+    """
+    import torch
+    import torch.distributed as dist
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    if launcher != 'pytorch':
+        raise LaunchError(
+            f"--launcher {launcher} needs CUDA; on a CPU machine use "
+            '--launcher pytorch (tools/dist_train.sh) or none')
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR',
+                           'MASTER_PORT') if k not in os.environ]
+    if missing:
+        raise LaunchError(
+            '--launcher pytorch expects torchrun to set '
+            f"{', '.join(missing)}; start it with tools/dist_train.sh")
+    env_cfg = cfg.setdefault('env_cfg', {})
+    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    return True
