@@ -26,3 +26,29 @@ SEARCH_SPACES = Registry(
 SEARCHERS = Registry(
     'searcher', parent=LOOPS, scope='e3d_plugin',
     locations=['e3d_plugin.nas'])
+
+
+class UnknownTypeError(ValueError):
+    """A config names a ``type`` that its registry does not hold."""
+
+
+def build(registry, cfg, **default_args):
+    """Build ``cfg`` from one of the plugin's registries.
+
+    The plugin's scope is made the default while building, so that a
+    ``type`` of the plugin is found whatever scope (e.g. ``mmaction``) the
+    caller has set. An unknown ``type`` raises :class:`UnknownTypeError`
+    listing the registered names.
+    """
+    from mmengine.registry import DefaultScope
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise UnknownTypeError(
+            f"a {registry.name} config needs a 'type' (one of "
+            f"{', '.join(sorted(registry.module_dict))}), got {cfg!r}")
+    with DefaultScope.overwrite_default_scope('e3d_plugin'):
+        kind = cfg['type']
+        if isinstance(kind, str) and registry.get(kind) is None:
+            raise UnknownTypeError(
+                f"unknown {registry.name} type '{kind}'; registered: "
+                f"{', '.join(sorted(registry.module_dict))}")
+        return registry.build(cfg, default_args=default_args or None)

@@ -109,7 +109,7 @@ def analyze(args):
     """Return the report as a dict."""
     from e3d_plugin.cost import analyze_cost
     from e3d_plugin.nas.score import STEntrScore
-    from e3d_plugin.registry import SCORES
+    from e3d_plugin.registry import SCORES, build
     from e3d_plugin.structure import load_structure
 
     if args.structure.endswith('.py'):
@@ -130,7 +130,7 @@ def analyze(args):
                                  (1, )).stage_scores(structure))
     cfg = _score_cfg(args.score_cfg, image_size, args.frames, num_stages)
     try:
-        score = SCORES.build(cfg)
+        score = build(SCORES, cfg)
     except (KeyError, TypeError) as e:
         raise ValueError(f'--score-cfg: {e}') from None
     stentr = score(structure)
