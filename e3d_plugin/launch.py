@@ -102,3 +102,47 @@ def setup_distributed(cfg, launcher):
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     return True
+
+
+class VideoDecodeError(RuntimeError):
+    """A video file of a dataset cannot be decoded."""
+
+
+def name_unreadable_videos():
+    """Make mmaction2's ``DecordInit`` name the file it cannot decode.
+
+    decord reads the bytes mmaction2 hands it and reports only "Error reading
+    N bytes"; the wrapper re-raises as :class:`VideoDecodeError` with the
+    path, which the tools print on one line.
+    """
+    from mmaction.datasets.transforms.loading import DecordInit
+    if getattr(DecordInit.transform, 'names_unreadable_videos', False):
+        return
+    original = DecordInit.transform
+
+    def transform(self, results):
+        try:
+            return original(self, results)
+        except Exception as e:
+            raise VideoDecodeError(
+                f"cannot decode video '{results.get('filename')}' "
+                f'({type(e).__name__}: {e}); check the file or remove it '
+                'from the annotation list') from e
+
+    transform.names_unreadable_videos = True
+    DecordInit.transform = transform
+
+
+def run_or_report(step):
+    """Run ``step()``; a bad video ends it with one line and exit code 2."""
+    import sys
+    try:
+        step()
+    except VideoDecodeError as e:
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        message = lines[-1] if lines else repr(e)
+        # A DataLoader worker's copy is prefixed with the class path.
+        message = message.split('VideoDecodeError: ', 1)[-1]
+        print(f'error: {message}', file=sys.stderr)
+        return 2
+    return 0

@@ -71,6 +71,7 @@ def main(argv=None):
     args = parse_args(argv)
     import e3d_plugin  # noqa: F401  (bridges the stack, registers E3D)
     from e3d_plugin.launch import (LaunchError, check_data, load_config,
+                                   name_unreadable_videos, run_or_report,
                                    setup_distributed)
     try:
         cfg = load_config(args.config, args.cfg_options)
@@ -81,9 +82,9 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
     from mmengine.runner import Runner
+    name_unreadable_videos()
     runner = Runner.from_cfg(cfg)
-    runner.test()
-    return 0
+    return run_or_report(runner.test)
 
 
 if __name__ == '__main__':
