@@ -178,3 +178,18 @@ def test_stack_imports_cleanly():
     from mmengine.utils import get_installed_path, is_installed
     assert is_installed('mmaction2')
     assert get_installed_path('mmaction2').endswith('mmaction')
+
+
+def test_channels_last_same_result(structure_of):
+    torch.manual_seed(0)
+    plain = E3D(structure=structure_of('dwbtn'))
+    plain.init_weights()
+    fast = E3D(structure=structure_of('dwbtn'), channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    weight = fast.blocks[1][0].conv2.conv.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last_3d)
+    x = torch.randn(2, 3, 4, 32, 32)
+    plain.eval()
+    fast.eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(x), fast(x), atol=1e-5)
