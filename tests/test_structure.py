@@ -152,7 +152,7 @@ def test_tinynas_reader_on_reference_files(name, depths, btns, outs):
 
 
 def test_presets_equal_reference_files():
-    assert list(PRESETS) == ['E3D-S', 'E3D-M', 'E3D-L']
+    assert list(PRESETS) == ['E3D-S', 'E3D-M', 'E3D-L', 'E3D-XS']
     for name in PRESETS:
         shipped = open(preset_path(name)).read()
         reference = osp.join(REFERENCE, osp.basename(preset_path(name)))
