@@ -1,7 +1,7 @@
 """Make the mmengine / mmcv / mmaction2 stack import cleanly on a fresh
 install, without editing anything under site-packages.
 
-Three gaps of the published wheels are bridged here, each only when it is
+The gaps of the published wheels are bridged here, each only when it is
 really there:
 
 * the mmaction2 1.2.0 wheel imports ``mmaction.models.localizers.drn`` but
@@ -10,6 +10,10 @@ really there:
   error instead);
 * the same wheel imports ``importlib_metadata`` without declaring it: the
   plugin depends on it, and falls back to the standard ``importlib.metadata``;
+* mmengine 0.10 loads checkpoints with ``torch.load``'s default, which torch
+  2.6 made ``weights_only=True``: its own checkpoints (with the message hub)
+  no longer load, so the local loader is re-registered with
+  ``weights_only=False``, mmengine's behaviour before torch 2.6;
 * mmengine finds the configs of ``mmaction::`` bases through
   ``pkg_resources``, which setuptools 81 and newer no longer ship: the plugin
   pins ``setuptools<81`` and, where ``pkg_resources`` is missing anyway,
@@ -128,6 +132,29 @@ def _bridge_pkg_resources():
         module.get_installed_path = get_installed_path
 
 
+def _load_local_checkpoint(filename, map_location):
+    """mmengine's local checkpoint loader, as it behaves with torch < 2.6.
+
+    mmengine checkpoints hold its message hub (``HistoryBuffer`` objects,
+    numpy scalars), which torch 2.6's ``weights_only=True`` default refuses,
+    so resuming and testing would fail. Local files are the user's own.
+    """
+    import torch
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def _bridge_checkpoint_loading():
+    import torch
+    from mmengine.runner.checkpoint import CheckpointLoader
+    from mmengine.utils import digit_version
+    if digit_version(torch.__version__.split('+')[0]) >= digit_version('2.6'):
+        CheckpointLoader.register_scheme(
+            prefixes='', loader=_load_local_checkpoint, force=True)
+
+
 def apply():
     """Bridge the gaps of the installed stack (safe to call repeatedly)."""
     global _APPLIED
@@ -137,4 +164,5 @@ def apply():
     _bridge_importlib_metadata()
     _bridge_drn()
     _bridge_pkg_resources()
+    _bridge_checkpoint_loading()
     _APPLIED = True

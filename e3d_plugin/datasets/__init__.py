@@ -1,0 +1,1 @@
+"""Generated datasets for testing and demonstrating the plugin."""

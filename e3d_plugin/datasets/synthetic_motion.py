@@ -1,0 +1,267 @@
+"""A small generated video dataset whose classes need time to tell apart.
+
+Every video shows one textured object on a textured background. The object
+has four attributes: position, scale, angle and opacity. In a video of class
+``c`` exactly one attribute changes over time (the pair of classes of that
+attribute differ only in the direction of the change); the others stay
+constant. Each attribute's value in any single frame follows the same
+distribution in every class:
+
+* a changing attribute sweeps a fixed range forwards or backwards over the
+  video, starting at a random phase, so one frame of it is uniform over the
+  range (position: a symmetric path around a uniformly drawn centre);
+* a constant attribute is drawn once from that same per-frame distribution.
+
+So a single frame carries (almost) no information about the class, while the
+direction of change across frames decides it. Videos are written as real
+compressed MP4 files (OpenCV's ``mp4v`` encoder) and listed in mmaction2
+``VideoDataset`` annotation files.
+"""
+import os
+import os.path as osp
+import time
+
+import numpy as np
+
+CLASSES = (
+    'move_left', 'move_right', 'move_up', 'move_down', 'grow', 'shrink',
+    'rotate_clockwise', 'rotate_counterclockwise', 'appear', 'disappear')
+
+# attribute changed by each class, and the sign of the change
+_CHANGES = {
+    'move_left': ('x', -1), 'move_right': ('x', 1),
+    'move_up': ('y', -1), 'move_down': ('y', 1),
+    'grow': ('scale', 1), 'shrink': ('scale', -1),
+    'rotate_clockwise': ('angle', -1), 'rotate_counterclockwise': ('angle', 1),
+    'appear': ('opacity', 1), 'disappear': ('opacity', -1),
+}
+SCALE_RANGE = (0.28, 0.5)  # object side as a fraction of the frame
+OPACITY_RANGE = (0.3, 1.0)
+ANGLE_SWEEP = 120.0  # degrees turned over a video
+TRAVEL = 0.4  # fraction of the frame crossed by a moving object
+
+
+class SyntheticMotionError(ValueError):
+    """Arguments for the generator are not usable."""
+
+
+def _texture(rng, size, cells):
+    """A smooth random colour texture of ``size x size`` pixels."""
+    import cv2
+    small = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def _sprite(rng, size):
+    """A textured, striped square object with a bright border."""
+    sprite = _texture(rng, size, 4).astype(np.float32)
+    stripes = (np.arange(size) // max(1, size // 6)) % 2
+    sprite *= (0.6 + 0.4 * stripes)[:, None, None]
+    sprite[:2] = sprite[-2:] = sprite[:, :2] = sprite[:, -2:] = 255
+    return sprite
+
+
+def _attributes(rng, label, frames, size):
+    """Per-frame (x, y, scale, angle, opacity) arrays for one video."""
+    phase = np.linspace(0.0, 1.0, frames)
+    attribute, sign = _CHANGES[CLASSES[label]]
+    travel = TRAVEL * size
+    margin = 0.15 * size
+
+    def position():
+        # a centre uniform in the safe band and a symmetric offset: a
+        # constant position draws the offset uniformly, a moving one sweeps it
+        centre = rng.uniform(margin + travel / 2, size - margin - travel / 2)
+        return centre, travel * (rng.uniform() - 0.5)
+
+    def sweep(low, high, direction):
+        values = low + (high - low) * phase
+        return values if direction > 0 else values[::-1]
+
+    values = {}
+    for key in ('x', 'y'):
+        centre, offset = position()
+        if key == attribute:
+            values[key] = centre + sign * travel * (phase - 0.5)
+        else:
+            values[key] = np.full(frames, centre + offset)
+    if attribute == 'scale':
+        values['scale'] = sweep(*SCALE_RANGE, sign)
+    else:
+        values['scale'] = np.full(frames, rng.uniform(*SCALE_RANGE))
+    start = rng.uniform(0, 360)
+    if attribute == 'angle':
+        values['angle'] = start + sign * ANGLE_SWEEP * phase
+    else:
+        values['angle'] = np.full(frames, start + rng.uniform(0, ANGLE_SWEEP))
+    if attribute == 'opacity':
+        values['opacity'] = sweep(*OPACITY_RANGE, sign)
+    else:
+        values['opacity'] = np.full(frames, rng.uniform(*OPACITY_RANGE))
+    return values
+
+
+def render(rng, label, frames, size):
+    """The frames (``T x H x W x 3`` uint8, BGR) of one video."""
+    import cv2
+    background = _texture(rng, size, 6).astype(np.float32) * 0.8
+    side = size
+    sprite = _sprite(rng, side)
+    mask = np.ones((side, side), np.float32)
+    values = _attributes(rng, label, frames, size)
+    out = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        scale = values['scale'][t]
+        matrix = cv2.getRotationMatrix2D((side / 2, side / 2),
+                                         values['angle'][t], scale)
+        matrix[0, 2] += values['x'][t] - side / 2
+        matrix[1, 2] += values['y'][t] - side / 2
+        obj = cv2.warpAffine(sprite, matrix, (size, size),
+                             flags=cv2.INTER_LINEAR)
+        alpha = cv2.warpAffine(mask, matrix, (size, size),
+                               flags=cv2.INTER_LINEAR)[..., None]
+        alpha *= values['opacity'][t]
+        frame = background * (1 - alpha) + obj * alpha
+        frame += rng.normal(0, 4.0, frame.shape).astype(np.float32)
+        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return out
+
+
+def write_video(path, frames, fps):
+    """Encode ``frames`` (BGR) to an MP4 file; raise if no encoder works."""
+    import cv2
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                             (width, height))
+    if not writer.isOpened():
+        raise SyntheticMotionError(
+            "OpenCV cannot encode MP4 ('mp4v') videos here; install "
+            'opencv-python with its bundled FFmpeg')
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def generate(out, num_videos=1000, size=64, frames=32, seed=0, fps=16,
+             val_fraction=0.2, progress=None):
+    """Write the dataset under ``out``; return a summary dict.
+
+    Layout: ``out/videos/<split>_<index>.mp4``, ``out/train_list.txt`` and
+    ``out/val_list.txt`` (``<file> <label>`` lines for mmaction2's
+    ``VideoDataset`` with ``data_prefix=dict(video=out/videos)``) and
+    ``out/classes.txt``. Classes are balanced in both splits; the same seed
+    gives the same videos.
+    """
+    for name, value, low in (('num_videos', num_videos, 2 * len(CLASSES)),
+                             ('size', size, 16), ('frames', frames, 4),
+                             ('fps', fps, 1)):
+        if not isinstance(value, int) or value < low:
+            raise SyntheticMotionError(
+                f'{name} must be an integer >= {low}, got {value!r}')
+    if not 0 < val_fraction < 1:
+        raise SyntheticMotionError(
+            f'val_fraction must be in (0, 1), got {val_fraction!r}')
+    video_dir = osp.join(out, 'videos')
+    try:
+        os.makedirs(video_dir, exist_ok=True)
+    except OSError as e:
+        raise SyntheticMotionError(f"cannot write to '{out}': {e}") from None
+    num_val = max(len(CLASSES), int(round(num_videos * val_fraction)))
+    splits = {'train': num_videos - num_val, 'val': num_val}
+    counts = {}
+    start = time.time()
+    done = 0
+    for split_index, (split, count) in enumerate(splits.items()):
+        lines = []
+        per_class = [0] * len(CLASSES)
+        for index in range(count):
+            label = index % len(CLASSES)
+            rng = np.random.default_rng([seed, split_index, index])
+            name = f'{split}_{index:05d}.mp4'
+            write_video(osp.join(video_dir, name),
+                        render(rng, label, frames, size), fps)
+            lines.append(f'{name} {label}')
+            per_class[label] += 1
+            done += 1
+            if progress is not None:
+                progress(done, num_videos)
+        with open(osp.join(out, f'{split}_list.txt'), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        counts[split] = per_class
+    with open(osp.join(out, 'classes.txt'), 'w') as f:
+        f.write('\n'.join(CLASSES) + '\n')
+    return dict(
+        out=out,
+        videos=video_dir,
+        train_list=osp.join(out, 'train_list.txt'),
+        val_list=osp.join(out, 'val_list.txt'),
+        classes=list(CLASSES),
+        counts=counts,
+        num_videos=num_videos,
+        size=size,
+        frames=frames,
+        seed=seed,
+        elapsed_s=round(time.time() - start, 2))
+
+
+def frame_features(frames, step=4):
+    """Downsampled grey pixels of a frame sequence, flattened per frame."""
+    grey = frames.astype(np.float32).mean(axis=-1)
+    return grey[:, ::step, ::step].reshape(len(frames), -1) / 255.0
+
+
+def _ridge_accuracy(train_x, train_y, test_x, test_y, classes, alpha=1.0):
+    """Accuracy of a one-vs-all ridge classifier (closed form)."""
+    mean = train_x.mean(0)
+    a = train_x - mean
+    targets = np.eye(classes)[train_y]
+    weights = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]),
+                              a.T @ targets)
+    pred = ((test_x - mean) @ weights).argmax(1)
+    return float((pred == test_y).mean())
+
+
+def probe_single_vs_multi_frame(num_videos=400, size=32, frames=16, seed=0):
+    """Linear-probe accuracies from one frame vs from the whole clip.
+
+    Renders videos in memory (no encoding) and fits ridge classifiers on
+    (a) the pixels of one random frame and (b) the pixels of the first and
+    last frames and their difference. Returns ``(single, multi)`` accuracy
+    on held-out videos; chance is ``1 / len(CLASSES)``.
+    """
+    rng = np.random.default_rng(seed)
+    single, multi, labels = [], [], []
+    for index in range(num_videos):
+        label = index % len(CLASSES)
+        clip = frame_features(
+            render(np.random.default_rng([seed, 7, index]), label, frames,
+                   size))
+        single.append(clip[rng.integers(frames)])
+        multi.append(np.concatenate([clip[0], clip[-1], clip[-1] - clip[0]]))
+        labels.append(label)
+    labels = np.array(labels)
+    cut = int(num_videos * 0.75)
+    results = []
+    for x in (np.array(single), np.array(multi)):
+        results.append(
+            _ridge_accuracy(x[:cut], labels[:cut], x[cut:], labels[cut:],
+                            len(CLASSES), alpha=10.0))
+    return tuple(results)
+
+
+def pixel_statistics(num_videos=400, size=32, frames=16, seed=0):
+    """Per-class mean and spread of single-frame statistics (for checks)."""
+    stats = np.zeros((len(CLASSES), 2))
+    counts = np.zeros(len(CLASSES))
+    for index in range(num_videos):
+        label = index % len(CLASSES)
+        clip = render(np.random.default_rng([seed, 9, index]), label, frames,
+                      size).astype(np.float32)
+        stats[label] += (clip.mean(), clip.std())
+        counts[label] += 1
+    return stats / counts[:, None]
+
+
+__all__ = ['CLASSES', 'generate', 'render', 'write_video',
+           'probe_single_vs_multi_frame', 'pixel_statistics',
+           'SyntheticMotionError']
