@@ -17,7 +17,7 @@ from .presets import PRESETS, get_preset  # noqa: E402
 from .structure import (Block, Structure, StructureError,  # noqa: E402
                         load_structure, save_structure)
 from .version import __version__  # noqa: E402
-from . import models  # noqa: E402,F401
+from . import hooks, models  # noqa: E402,F401
 from .models import E3D  # noqa: E402
 
 __all__ = [
