@@ -4,26 +4,13 @@
 # schedule over 100 epochs (lr 0.1 for a total batch of 64 = 8 GPUs x
 # 8 clips; --auto-scale-lr rescales it). Set load_from to a Kinetics-400
 # checkpoint of the same model to fine-tune from it.
-_base_ = [
-    '../_base_/models/e3d.py', 'mmaction::_base_/default_runtime.py'
-]
+_base_ = ['./e3d_m_u16_sthv2-rgb.py']
 
 clip_len = 16
 crop_size = 312
 short_side = 356
 
-model = dict(
-    backbone=dict(arch='E3D-L'),
-    cls_head=dict(num_classes=174))
-
-dataset_type = 'VideoDataset'
-data_root = 'data/sthv2/videos'
-data_root_val = 'data/sthv2/videos'
-ann_file_train = 'data/sthv2/sthv2_train_list_videos.txt'
-ann_file_val = 'data/sthv2/sthv2_val_list_videos.txt'
-ann_file_test = 'data/sthv2/sthv2_val_list_videos.txt'
-dataset_extra = dict()
-prefix_key = 'video'
+model = dict(backbone=dict(arch='E3D-L'))
 
 file_client_args = dict(io_backend='disk')
 train_pipeline = [
@@ -57,78 +44,8 @@ test_pipeline = [
     dict(type='PackActionInputs')
 ]
 
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        ann_file=ann_file_train,
-        data_prefix={prefix_key: data_root},
-        pipeline=train_pipeline,
-        **dataset_extra))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        ann_file=ann_file_val,
-        data_prefix={prefix_key: data_root_val},
-        pipeline=val_pipeline,
-        test_mode=True,
-        **dataset_extra))
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        ann_file=ann_file_test,
-        data_prefix={prefix_key: data_root_val},
-        pipeline=test_pipeline,
-        test_mode=True,
-        **dataset_extra))
-
-val_evaluator = dict(type='AccMetric')
-test_evaluator = val_evaluator
-
-max_epochs = 100
-warmup_epochs = 5
-train_cfg = dict(
-    type='EpochBasedTrainLoop',
-    max_epochs=max_epochs,
-    val_begin=1,
-    val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-5),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
-    clip_grad=dict(max_norm=40, norm_type=2))
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=0.01,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        eta_min=0,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True)
-]
-
-default_hooks = dict(
-    checkpoint=dict(interval=5, max_keep_ckpts=3, save_best='auto'),
-    logger=dict(interval=100))
+train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=8, dataset=dict(pipeline=val_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+optim_wrapper = dict(optimizer=dict(lr=0.1))
 auto_scale_lr = dict(enable=False, base_batch_size=64)
