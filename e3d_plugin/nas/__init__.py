@@ -1,4 +1,8 @@
 """Training-free architecture search: scores, search space, searcher."""
+from .evolution import BUDGET_KEYS, EntropyEvolution, SearchError
 from .score import RandomScore, STEntrScore, refinement_factor
+from .space import E3DSearchSpace
 
-__all__ = ['STEntrScore', 'RandomScore', 'refinement_factor']
+__all__ = ['STEntrScore', 'RandomScore', 'refinement_factor',
+           'E3DSearchSpace', 'EntropyEvolution', 'SearchError',
+           'BUDGET_KEYS']
