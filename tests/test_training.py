@@ -208,3 +208,26 @@ def test_two_process_gloo_training_stays_in_sync(dataset, tmp_path):
     assert records[0]['param_sum_sq'] == pytest.approx(
         records[1]['param_sum_sq'], rel=1e-9)
     assert osp.exists(osp.join(work_dir, 'epoch_2.pth'))
+
+
+def test_searched_structure_trains_through_generated_config(dataset,
+                                                            tmp_path):
+    from mmengine.runner import Runner
+    search = load_tool('tools/search.py')
+    search_dir = str(tmp_path / 'search')
+    assert search.main([osp.join(ROOT, 'configs', 'search_e3d_xs.py'),
+                        '--work-dir', search_dir, '--no-progress',
+                        '--cfg-options', 'search.num_candidates=3000']) == 0
+    cfg = Config.fromfile(osp.join(search_dir, 'e3d_searched.py'))
+    assert cfg.model.backbone.structure_file == osp.join(
+        search_dir, 'best_structure.json')
+    cfg.merge_from_dict(data_options(dataset, str(tmp_path / 'train')))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    backbone = runner.model.backbone
+    from e3d_plugin.structure import load_structure
+    assert backbone.structure == load_structure(
+        osp.join(search_dir, 'best_structure.json'))
+    assert osp.exists(osp.join(str(tmp_path / 'train'), 'epoch_1.pth'))
