@@ -2,6 +2,7 @@
 clear errors, checking the data a config names, and setting up distributed
 runs on machines without CUDA (gloo instead of NCCL).
 """
+import argparse
 import os
 import os.path as osp
 
@@ -146,3 +147,10 @@ def run_or_report(step):
         print(f'error: {message}', file=sys.stderr)
         return 2
     return 0
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f'error: {message} (see --help)\n')

@@ -14,7 +14,6 @@ lists each block (the backbone's stages) with its output shape, FLOPs
 (multiply-adds of the convs for one clip), parameters and conv layers.
 ``--json`` prints exactly one JSON object instead.
 """
-import argparse
 import json
 import os.path as osp
 import sys
@@ -22,11 +21,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error on one line."""
-
-    def error(self, message):
-        self.exit(2, f'error: {message} (see --help)\n')
+from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 
 def parse_args(argv=None):

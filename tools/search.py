@@ -11,7 +11,6 @@ training config). The work dir receives ``best_structure.json``,
 ``e3d_searched.py`` (a ready-to-train mmaction2 config), ``search.log`` and
 the checkpoint ``--resume`` continues from.
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -23,11 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 REQUIRED_KEYS = ('init_structure', 'score', 'space', 'search')
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error on one line."""
-
-    def error(self, message):
-        self.exit(2, f'error: {message} (see --help)\n')
+from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 
 def parse_args(argv=None):

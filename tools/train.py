@@ -8,7 +8,6 @@
 On a machine without CUDA, ``--launcher pytorch`` (``tools/dist_train.sh``)
 runs over gloo.
 """
-import argparse
 import os
 import os.path as osp
 import sys
@@ -16,11 +15,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error on one line."""
-
-    def error(self, message):
-        self.exit(2, f'error: {message} (see --help)\n')
+from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -82,8 +82,8 @@ class EntropyEvolution:
         init_structure (str | list | Structure): Where the search starts: a
             preset name, a structure file or a list of block dicts.
         budgets (dict): Upper bounds, each optional: ``flops`` (multiply-adds
-            of one clip), ``params``, ``layers``, ``latency`` (ms, needs
-            ``latency``).
+            of one clip), ``params``, ``layers``. (``latency`` is reserved for
+            a per-layer latency table, not available yet.)
         image_size (int | tuple, optional): Clip size for the cost; defaults
             to the space's.
         frames (int, optional): Clip length for the cost; defaults to the
@@ -97,8 +97,8 @@ class EntropyEvolution:
         top_k (int): Best structures reported.
         checkpoint_interval (int): Candidates between checkpoints (0: none).
         log_interval (int): Candidates between points of the curve.
-        latency (dict | object, optional): A latency predictor (e.g.
-            ``dict(type='LatencyTable', ...)``) for the ``latency`` budget.
+        latency (optional): Reserved for a latency predictor (not available
+            yet; must be None).
         work_dir (str, optional): Where checkpoints go.
         logger (optional): An ``MMLogger`` for progress lines.
         progress (bool): Show the progress bar on stderr.
@@ -136,14 +136,12 @@ class EntropyEvolution:
             if not isinstance(value, (int, float)) or value <= 0:
                 raise SearchError(
                     f'budget {key} must be a positive number, got {value!r}')
-        if 'latency' in self.budgets and latency is None:
+        if 'latency' in self.budgets or latency is not None:
+            # A per-layer latency lookup table is not part of this version.
             raise SearchError(
-                "the latency budget needs a latency predictor: set "
-                "search.latency=dict(type='LatencyTable', ...)")
-        if isinstance(latency, dict):
-            from .latency import LatencyTable  # noqa: F401  (registers it)
-            latency = build(SEARCHERS, latency)
-        self.latency = latency
+                'the latency budget is not available yet; budget flops, '
+                'params or layers instead')
+        self.latency = None
         self.image_size = image_size or self.space.image_size
         self.frames = int(frames or self.space.frames)
         for name, value, low in (('population_size', population_size, 1),

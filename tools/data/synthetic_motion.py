@@ -8,7 +8,6 @@ Writes MP4 videos and mmaction2 ``VideoDataset`` annotation lists
 gives the same dataset. See :mod:`e3d_plugin.datasets.synthetic_motion` for
 the ten classes and why one frame alone cannot tell them apart.
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -16,11 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error on one line."""
-
-    def error(self, message):
-        self.exit(2, f'error: {message} (see --help)\n')
+from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 
 def main(argv=None):
