@@ -231,3 +231,20 @@ def test_searched_structure_trains_through_generated_config(dataset,
     assert backbone.structure == load_structure(
         osp.join(search_dir, 'best_structure.json'))
     assert osp.exists(osp.join(str(tmp_path / 'train'), 'epoch_1.pth'))
+
+
+@pytest.mark.slow
+def test_config_runs_with_mmaction_own_train_tool(dataset, tmp_path):
+    import mmaction
+    tool = osp.join(osp.dirname(mmaction.__file__), '.mim', 'tools',
+                    'train.py')
+    work_dir = str(tmp_path / 'mm')
+    proc = subprocess.run(
+        [sys.executable, tool, CONFIG, '--work-dir', work_dir,
+         '--cfg-options', *as_cli(data_options(dataset, work_dir))],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        # the plugin is pip-installed in real use; here it may be a checkout
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r'Epoch\(val\) \[1\]\[\d+/\d+\]\s+acc/top1', proc.stdout)
+    assert osp.exists(osp.join(work_dir, 'epoch_1.pth'))
