@@ -5,6 +5,7 @@ runs on machines without CUDA (gloo instead of NCCL).
 import argparse
 import os
 import os.path as osp
+import sys
 
 
 class LaunchError(RuntimeError):
@@ -96,6 +97,14 @@ def setup_distributed(cfg, launcher):
             backend='gloo',
             rank=int(os.environ['RANK']),
             world_size=int(os.environ['WORLD_SIZE']))
+    backbone = cfg.get('model', {}).get('backbone', {})
+    if backbone.get('channels_last'):
+        # Seen here: DDP over gloo with channels_last_3d weights aborts a
+        # rank now and then ("terminate called without an active
+        # exception") after "grad strides do not match bucket view strides".
+        backbone['channels_last'] = False
+        print('e3d_plugin: channels_last is turned off for DDP on CPU',
+              file=sys.stderr)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel',
         broadcast_buffers=False,

@@ -49,7 +49,8 @@ class E3D(BaseModule):
         channels_last (bool): Keep weights and activations in the
             ``channels_last_3d`` memory format. About 2x faster training of
             E3D-M on CPU (``bench/backbone_speed.py``); measure before using
-            it on a GPU. Defaults to False.
+            it on a GPU. The tools turn it off for DDP over gloo, where it
+            made a rank abort now and then. Defaults to False.
         init_cfg (dict | list[dict], optional): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.')``;
             applied after the default Kaiming / constant init.
