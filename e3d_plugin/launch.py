@@ -150,8 +150,6 @@ def run_or_report(step):
     interpreter exit can abort the process ("terminate called without an
     active exception") after the work is done.
     """
-    import sys
-
     import torch.distributed as dist
     try:
         step()

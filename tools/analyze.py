@@ -83,11 +83,12 @@ def _from_config(path):
     if structure_file and not osp.isabs(structure_file) and not osp.exists(
             structure_file):
         structure_file = osp.join(osp.dirname(path), structure_file)
-    structure = resolve_structure(
-        backbone.get('arch'), backbone.get('structure'), structure_file)
+    arch = backbone.get('arch')
     if not any(backbone.get(k) for k in ('arch', 'structure',
                                          'structure_file')):
-        structure = resolve_structure('E3D-M')
+        arch = 'E3D-M'  # the backbone's own default
+    structure = resolve_structure(arch, backbone.get('structure'),
+                                  structure_file)
     frames = crop = None
     for split in ('val', 'test', 'train'):
         loader = cfg.get(f'{split}_dataloader') or {}
