@@ -1,12 +1,14 @@
 """Registries of the plugin, children of mmengine's root registries.
 
 Each has the scope ``e3d_plugin``; a parent holds one child per scope, so the
-three hang under three roots, chosen by role (as mmrazor does for its
+first three hang under three roots, chosen by role (as mmrazor does for its
 mutators and search loops):
 
 * ``SCORES`` (``STEntrScore``, ``RandomScore``) under ``TASK_UTILS``;
 * ``SEARCH_SPACES`` (``E3DSearchSpace``) under ``MODELS``;
-* ``SEARCHERS`` (``EntropyEvolution``) under ``LOOPS``.
+* ``SEARCHERS`` (``EntropyEvolution``) under ``LOOPS``;
+* ``LATENCY_PREDICTORS`` (``LatencyTable``) stands alone: mmengine has no
+  root for it, and ``TASK_UTILS`` already holds the plugin's child.
 
 So ``TASK_UTILS.build(dict(type='e3d_plugin.STEntrScore'))`` works as well as
 ``SCORES.build(dict(type='STEntrScore'))``. The backbone is registered in
@@ -25,6 +27,11 @@ SEARCH_SPACES = Registry(
 #: Searchers.
 SEARCHERS = Registry(
     'searcher', parent=LOOPS, scope='e3d_plugin',
+    locations=['e3d_plugin.nas'])
+
+#: Latency predictors of the search's ``latency`` budget.
+LATENCY_PREDICTORS = Registry(
+    'latency predictor', scope='e3d_plugin',
     locations=['e3d_plugin.nas'])
 
 

@@ -1,8 +1,9 @@
 """Training-free architecture search: scores, search space, searcher."""
 from .evolution import BUDGET_KEYS, EntropyEvolution, SearchError
+from .latency import LatencyError, LatencyTable
 from .score import RandomScore, STEntrScore, refinement_factor
 from .space import E3DSearchSpace
 
 __all__ = ['STEntrScore', 'RandomScore', 'refinement_factor',
            'E3DSearchSpace', 'EntropyEvolution', 'SearchError',
-           'BUDGET_KEYS']
+           'BUDGET_KEYS', 'LatencyTable', 'LatencyError']

@@ -7,6 +7,12 @@ A child within budget and better than the worst member replaces it; the
 population never holds duplicates. Nothing is trained and no module is built,
 so a step costs tens of microseconds.
 
+A ``latency`` budget is checked last, only for a child that would enter the
+population, against the prediction of a per-unit lookup table
+(:class:`~e3d_plugin.nas.latency.LatencyTable`); unit shapes the table lacks
+are timed on the device when first met, so the first search on a device is
+slower than the next ones.
+
 The whole state (population, random generator, counters, curve) is
 checkpointed atomically, so a resumed run ends exactly as an uninterrupted
 one with the same seed.
@@ -22,6 +28,7 @@ import time
 from ..cost import compute_cost
 from ..registry import SCORES, SEARCH_SPACES, SEARCHERS, build
 from ..structure import StructureError, load_structure
+from .latency import build_latency_predictor
 
 BUDGET_KEYS = ('flops', 'params', 'layers', 'latency')
 CHECKPOINT_NAME = 'search_checkpoint.pkl'
@@ -82,8 +89,8 @@ class EntropyEvolution:
         init_structure (str | list | Structure): Where the search starts: a
             preset name, a structure file or a list of block dicts.
         budgets (dict): Upper bounds, each optional: ``flops`` (multiply-adds
-            of one clip), ``params``, ``layers``. (``latency`` is reserved for
-            a per-layer latency table, not available yet.)
+            of one clip), ``params``, ``layers``, ``latency`` (milliseconds
+            per batch, predicted by ``latency``).
         image_size (int | tuple, optional): Clip size for the cost; defaults
             to the space's.
         frames (int, optional): Clip length for the cost; defaults to the
@@ -97,8 +104,13 @@ class EntropyEvolution:
         top_k (int): Best structures reported.
         checkpoint_interval (int): Candidates between checkpoints (0: none).
         log_interval (int): Candidates between points of the curve.
-        latency (optional): Reserved for a latency predictor (not available
-            yet; must be None).
+        latency (dict, optional): The latency predictor: a
+            :class:`~e3d_plugin.nas.latency.LatencyTable` config (``type``
+            optional), e.g. ``dict(device='cpu', batch_size=1,
+            num_threads=2)``, or an object with ``predict(structure,
+            image_size, frames)``. Defaults to a CPU table when a latency
+            budget is set; without one, it only adds the predicted latency
+            to the reported structures.
         work_dir (str, optional): Where checkpoints go.
         logger (optional): An ``MMLogger`` for progress lines.
         progress (bool): Show the progress bar on stderr.
@@ -137,11 +149,9 @@ class EntropyEvolution:
                 raise SearchError(
                     f'budget {key} must be a positive number, got {value!r}')
         if 'latency' in self.budgets or latency is not None:
-            # A per-layer latency lookup table is not part of this version.
-            raise SearchError(
-                'the latency budget is not available yet; budget flops, '
-                'params or layers instead')
-        self.latency = None
+            self.latency = build_latency_predictor(latency)
+        else:
+            self.latency = None
         self.image_size = image_size or self.space.image_size
         self.frames = int(frames or self.space.frames)
         for name, value, low in (('population_size', population_size, 1),
@@ -177,13 +187,15 @@ class EntropyEvolution:
         self.init_structure = structure
 
     # ------------------------------------------------------------------
-    def evaluate_cost(self, structure):
-        """Cost dict of ``structure`` (with latency when predicted)."""
+    def evaluate_cost(self, structure, with_latency=True):
+        """Cost dict of ``structure`` (with its predicted latency when
+        there is a predictor and ``with_latency``)."""
         flops, params, layers = compute_cost(structure, self.image_size,
                                              self.frames)
         cost = dict(flops=flops, params=params, layers=layers)
-        if self.latency is not None:
-            cost['latency'] = self.latency.predict(structure)
+        if self.latency is not None and with_latency:
+            cost['latency'] = self.latency.predict(structure, self.image_size,
+                                                   self.frames)
         return cost
 
     def _over(self, cost):
@@ -194,14 +206,15 @@ class EntropyEvolution:
     def _feasible_start(self, rng):
         """The initial structure, shrunk into the budgets if it is over."""
         structure = self.init_structure
-        cost = self.evaluate_cost(structure)
+        with_latency = 'latency' in self.budgets
+        cost = self.evaluate_cost(structure, with_latency)
         over = self._over(cost)
         smallest = (over, structure, cost)
         attempts = 0
         while over > 1 and attempts < 5000:
             attempts += 1
             child = self.space.mutate(smallest[1], rng)
-            child_cost = self.evaluate_cost(child)
+            child_cost = self.evaluate_cost(child, with_latency)
             child_over = self._over(child_cost)
             if child_over < smallest[0]:
                 smallest = (child_over, child, child_cost)
@@ -210,11 +223,12 @@ class EntropyEvolution:
             _, _, cost = smallest
             worst = max(self.budgets,
                         key=lambda k: cost[k] / self.budgets[k])
+            unit = ' ms' if worst == 'latency' else ''
             raise SearchError(
                 f'no structure of the space meets the {worst} budget '
-                f'{_fmt(self.budgets[worst])}: the smallest found needs '
-                f'{_fmt(cost[worst])} {worst} (raise the budget or start '
-                'from a smaller init_structure)')
+                f'{_fmt(self.budgets[worst])}{unit}: the smallest found '
+                f'needs {_fmt(cost[worst])}{unit} {worst} (raise the budget '
+                'or start from a smaller init_structure)')
         return smallest[1], smallest[2]
 
     # ------------------------------------------------------------------
@@ -226,6 +240,7 @@ class EntropyEvolution:
             version=_CHECKPOINT_VERSION,
             seed=self.seed,
             budgets=self.budgets,
+            latency_settings=self._latency_settings(),
             done=0,
             order=1,
             heap=[(score, 0, start, cost)],
@@ -243,6 +258,10 @@ class EntropyEvolution:
         if path is None:
             return
         os.makedirs(self.work_dir, exist_ok=True)
+        if self.latency is not None and hasattr(self.latency, 'save'):
+            # the table first: a resumed run must find every unit the
+            # checkpointed population was judged with
+            self.latency.save()
         tmp = f'{path}.tmp{os.getpid()}'
         with open(tmp, 'wb') as f:
             pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -272,7 +291,17 @@ class EntropyEvolution:
                 f"--resume: checkpoint {path} was written with seed "
                 f"{state['seed']} and budgets {state['budgets']}, not seed "
                 f'{self.seed} and budgets {self.budgets}')
+        saved = state.get('latency_settings')
+        if 'latency' in self.budgets and saved != self._latency_settings():
+            raise SearchError(
+                f'--resume: checkpoint {path} was written with latency '
+                f'settings {saved}, not {self._latency_settings()}')
         return state
+
+    def _latency_settings(self):
+        if 'latency' not in self.budgets:
+            return None
+        return getattr(self.latency, 'settings', type(self.latency).__name__)
 
     # ------------------------------------------------------------------
     def run(self, resume=False):
@@ -294,7 +323,9 @@ class EntropyEvolution:
         budget_flops = budgets.get('flops', float('inf'))
         budget_params = budgets.get('params', float('inf'))
         budget_layers = budgets.get('layers', float('inf'))
-        budget_latency = budgets.get('latency', float('inf'))
+        budget_latency = budgets.get('latency')
+        if budget_latency is None:
+            latency = None  # predicted for the report only, at the end
         capacity, total = self.population_size, self.num_candidates
         crossover_prob = self.crossover_prob
         bar = _Progress(total, enabled=self.progress)
@@ -305,6 +336,8 @@ class EntropyEvolution:
             for key in budgets:
                 text += (f' {key} {_fmt(best[3][key])}/'
                          f'{_fmt(budgets[key])}')
+            if latency is not None and hasattr(latency, 'num_measured'):
+                text += f' (units timed {latency.num_measured})'
             return text
 
         while done < total:
@@ -321,17 +354,21 @@ class EntropyEvolution:
                 flops, params, layers = cost_fn(child, image_size, frames)
                 if (flops <= budget_flops and params <= budget_params
                         and layers <= budget_layers):
+                    value = score_fn(child)
                     cost = None
-                    if latency is not None:
-                        predicted = latency.predict(child)
-                        if predicted <= budget_latency:
-                            cost = dict(flops=flops, params=params,
-                                        layers=layers, latency=predicted)
-                    else:
+                    if size < capacity or value > heap[0][0]:
                         cost = dict(flops=flops, params=params,
                                     layers=layers)
+                        if latency is not None:
+                            # last and only for a child that would enter:
+                            # the one check that may time units
+                            predicted = latency.predict(child, image_size,
+                                                        frames)
+                            if predicted <= budget_latency:
+                                cost['latency'] = predicted
+                            else:
+                                cost = None
                     if cost is not None:
-                        value = score_fn(child)
                         entry = (value, order, child, cost)
                         order += 1
                         if size < capacity:
@@ -355,16 +392,38 @@ class EntropyEvolution:
                     done % self.checkpoint_interval == 0 or done == total):
                 self._save(
                     dict(version=_CHECKPOINT_VERSION, seed=self.seed,
-                         budgets=budgets, done=done, order=order, heap=heap,
+                         budgets=budgets,
+                         latency_settings=self._latency_settings(),
+                         done=done, order=order, heap=heap,
                          rng=rng.getstate(), curve=curve, best=best,
                          elapsed_s=elapsed_before + time.monotonic() -
                          started))
         elapsed = elapsed_before + time.monotonic() - started
+        if self.latency is not None:
+            if budget_latency is None:  # report the latency of the best
+                best = self._with_latency(best)
+            if hasattr(self.latency, 'save'):
+                self.latency.save()
+            if self.logger is not None and hasattr(self.latency,
+                                                   'num_measured'):
+                self.logger.info(
+                    f'latency table {self.latency.table_file}: '
+                    f'{len(self.latency)} units, {self.latency.num_measured}'
+                    f' timed by this run in {self.latency.measure_s:.1f} s')
         return self.result(heap, best, done, curve, elapsed)
+
+    def _with_latency(self, entry):
+        value, order, structure, cost = entry
+        if 'latency' not in cost:
+            cost = dict(cost, latency=self.latency.predict(
+                structure, self.image_size, self.frames))
+        return (value, order, structure, cost)
 
     def result(self, heap, best, done, curve, elapsed):
         """The search's outcome as a plain dict."""
         ranked = sorted(heap, key=lambda e: (-e[0], e[1]))[:self.top_k]
+        if self.latency is not None:
+            ranked = [self._with_latency(e) for e in ranked]
         return dict(
             best_score=best[0],
             best_structure=best[2],
