@@ -239,7 +239,3 @@ def test_full_search_beats_published(tmp_path, name, published):
     assert summary['num_evaluated'] == 100000
     assert summary['best_score'] >= published
 
-
-def test_latency_budget_is_refused_clearly():
-    with pytest.raises(SearchError, match='latency budget is not available'):
-        searcher(budgets=dict(latency=30.0))

@@ -4,6 +4,7 @@ Usage::
 
     python tools/analyze.py STRUCTURE [--image-size 224] [--frames 16]
         [--json] [--score-cfg KEY=VALUE ...]
+        [--latency [--latency-cfg KEY=VALUE ...] [--measure-latency]]
 
 STRUCTURE is a preset name (E3D-S, E3D-M, E3D-L, E3D-XS), a JSON structure
 file (e.g. a search's ``best_structure.json``), a TinyNAS text file, or an
@@ -13,6 +14,12 @@ pipeline). The table
 lists each block (the backbone's stages) with its output shape, FLOPs
 (multiply-adds of the convs for one clip), parameters and conv layers.
 ``--json`` prints exactly one JSON object instead.
+
+``--latency`` adds the latency predicted by the per-unit table the search's
+latency budget uses (``LatencyTable`` arguments by ``--latency-cfg``, e.g.
+``device=cuda num_threads=2 batch_size=1 table_file=t.json``; units the
+table lacks are timed now), ``--measure-latency`` also times the whole
+backbone end to end the same way.
 """
 import json
 import os.path as osp
@@ -46,22 +53,60 @@ def parse_args(argv=None):
         help='STEntrScore arguments, e.g. stage_weights="(0,0,0,1,1)" '
         'refine=False; image_size and frames default to the clip; the default '
         'weights count only the last stage')
+    parser.add_argument(
+        '--latency', action='store_true',
+        help='add the latency predicted by the per-unit lookup table')
+    parser.add_argument(
+        '--latency-cfg', nargs='+', default=[], metavar='KEY=VALUE',
+        help='LatencyTable arguments, e.g. device=cpu num_threads=2 '
+        'batch_size=1 table_file=table.json')
+    parser.add_argument(
+        '--measure-latency', action='store_true',
+        help='with --latency: also time the whole backbone end to end')
     return parser.parse_args(argv)
 
 
-def _score_cfg(pairs, image_size, frames, num_stages):
-    """STEntrScore config from ``KEY=VALUE`` pairs."""
+def _pairs(option, pairs):
+    """``KEY=VALUE`` strings as a dict (values as Python literals)."""
     import ast
-    cfg = dict(type='STEntrScore', image_size=image_size, frames=frames,
-               stage_weights=(0, ) * (num_stages - 1) + (1, ))
+    cfg = {}
     for pair in pairs:
         if '=' not in pair:
-            raise ValueError(f"--score-cfg: expected KEY=VALUE, got '{pair}'")
+            raise ValueError(f"{option}: expected KEY=VALUE, got '{pair}'")
         key, value = pair.split('=', 1)
         try:
             cfg[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             cfg[key] = value
+    return cfg
+
+
+def _latency(args, structure, image_size, frames):
+    """Predicted (and measured) latency of ``structure``, as report keys."""
+    from e3d_plugin.nas.latency import build_latency_predictor, time_module
+    table = build_latency_predictor(_pairs('--latency-cfg', args.latency_cfg))
+    predicted = table.predict(structure, image_size, frames)
+    table.save()
+    out = dict(latency_ms=predicted, latency_table=table.table_file,
+               latency_units_timed=table.num_measured,
+               latency_settings=table.settings)
+    if args.measure_latency:
+        from e3d_plugin.models import E3D
+        out['latency_measured_ms'] = time_module(
+            E3D(structure=structure.to_dicts()),
+            (table.batch_size, 3, frames) + tuple(image_size), table.device,
+            num_threads=table.num_threads,
+            channels_last=table.channels_last, warmup=table.warmup,
+            warmup_ms=table.warmup_ms, repeat=table.repeat,
+            min_sample_ms=table.min_sample_ms)
+    return out
+
+
+def _score_cfg(pairs, image_size, frames, num_stages):
+    """STEntrScore config from ``KEY=VALUE`` pairs."""
+    cfg = dict(type='STEntrScore', image_size=image_size, frames=frames,
+               stage_weights=(0, ) * (num_stages - 1) + (1, ))
+    cfg.update(_pairs('--score-cfg', pairs))
     return cfg
 
 
@@ -130,6 +175,11 @@ def analyze(args):
     except (KeyError, TypeError) as e:
         raise ValueError(f'--score-cfg: {e}') from None
     stentr = score(structure)
+    if (args.latency_cfg or args.measure_latency) and not args.latency:
+        raise ValueError('--latency-cfg and --measure-latency go with '
+                         '--latency')
+    latency = _latency(args, structure, image_size,
+                       args.frames) if args.latency else {}
     return dict(
         structure=args.structure,
         image_size=image_size,
@@ -144,7 +194,7 @@ def analyze(args):
             dict(index=b.index, kind=b.kind, out_shape=list(b.out_shape),
                  flops=b.flops, params=b.params, layers=b.layers)
             for b in report.blocks
-        ]), structure
+        ], **latency), structure
 
 
 def format_table(result, structure):
@@ -168,6 +218,16 @@ def format_table(result, structure):
     lines.append(f"STEntr-Score: {result['stentr']:.10f} "
                  f"(stage weights {tuple(result['score_cfg']['stage_weights'])}"
                  f", refine={result['score_cfg'].get('refine', True)})")
+    if 'latency_ms' in result:
+        settings = result['latency_settings']
+        line = (f"Latency: {result['latency_ms']:.2f} ms predicted")
+        if 'latency_measured_ms' in result:
+            line += f", {result['latency_measured_ms']:.2f} ms measured"
+        line += (f" (batch {settings['batch_size']}, {settings['device']} "
+                 f"{settings['device_name']}, {settings['num_threads']} "
+                 f"threads; table {result['latency_table']}, "
+                 f"{result['latency_units_timed']} units timed now)")
+        lines.append(line)
     return '\n'.join(lines)
 
 

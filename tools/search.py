@@ -145,6 +145,9 @@ def run(args):
         best_structure=best_path)
     if 'latency' in result['best_cost']:
         summary['best_latency'] = result['best_cost']['latency']
+        table_file = getattr(searcher.latency, 'table_file', None)
+        if table_file:
+            summary['latency_table'] = table_file
     with open(osp.join(work_dir, 'search_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     plot_curve(result['curve'], osp.join(work_dir, 'search_curve.png'))
@@ -160,7 +163,9 @@ def run(args):
         f"best STEntr-Score {summary['best_score']:.6f} "
         f"({summary['best_flops'] / 1e9:.3f} GFLOPs, "
         f"{summary['best_params'] / 1e6:.3f} M params, "
-        f"{summary['best_layers']} layers) after "
+        f"{summary['best_layers']} layers"
+        + (f", {summary['best_latency']:.2f} ms predicted"
+           if 'best_latency' in summary else '') + ') after '
         f"{summary['num_evaluated']} candidates in "
         f"{summary['elapsed_s']:.1f} s; results in {work_dir}")
     return summary

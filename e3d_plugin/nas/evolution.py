@@ -56,7 +56,8 @@ class _Progress:
         self.last_fraction = -1.0
 
     def update(self, done, text, force=False):
-        """Redraw (a TTY) or print a line every 10% (a file or pipe)."""
+        """Redraw (a TTY) or print a line every 10% or 30 s (a file or
+        pipe)."""
         if not self.enabled:
             return
         now = time.monotonic()
@@ -73,8 +74,11 @@ class _Progress:
             self.stream.flush()
         else:
             fraction = done / max(self.total, 1)
-            if force or fraction >= self.last_fraction + 0.1:
-                self.last_fraction = fraction
+            if force or fraction >= self.last_fraction + 0.1 or (
+                    now - self.last >= 30 and done):
+                if fraction >= self.last_fraction + 0.1:
+                    self.last_fraction = fraction
+                self.last = now
                 self.stream.write(f'{done}/{self.total} {text}\n')
                 self.stream.flush()
 
@@ -329,6 +333,9 @@ class EntropyEvolution:
         capacity, total = self.population_size, self.num_candidates
         crossover_prob = self.crossover_prob
         bar = _Progress(total, enabled=self.progress)
+        bar.last = time.monotonic()
+        # timing units makes steps slow: show progress more often then
+        show_every = 20 if latency is not None else self.log_interval
         random_ = rng.random
 
         def status():
@@ -380,6 +387,8 @@ class EntropyEvolution:
                             members.add(child)
                         if value > best[0]:
                             best = entry
+            if done % show_every == 0 and done % self.log_interval:
+                bar.update(done, status())
             if done % self.log_interval == 0 or done == total:
                 scores = sorted(entry[0] for entry in heap)
                 curve.append((done, best[0], scores[len(scores) // 2]))

@@ -18,9 +18,17 @@ samples (a sample averages several runs when one run is shorter than
 
 A table is only valid for the settings it was measured under (device and
 its name, torch version, threads, batch size, default activation, memory
-format); they are stored in the file and checked when it is loaded. The
-default file name carries a hash of them, so tables of different settings
-live side by side under ``~/.cache/e3d_plugin/latency/``.
+format, memory allocator); they are stored in the file and checked when it
+is loaded. The default file name carries a hash of them, so tables of
+different settings live side by side under ``~/.cache/e3d_plugin/latency/``.
+
+On the CPU the allocator matters: with glibc's defaults, the large
+activations of the first blocks are returned to the system after each use
+and page-faulted back in by the next, which makes a whole network slower
+than the sum of its units timed alone (and noisier). Setting
+``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` high (or preloading
+jemalloc / tcmalloc) removes that; the allocator is part of a table's
+settings, so time under the configuration the network will run with.
 
 The search predicts a candidate in a few dictionary look-ups (block results
 are memoised); a unit shape not in the table yet is timed on the spot,
@@ -143,6 +151,27 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
+#: environment variables that change how the CPU allocator behaves
+ALLOCATOR_VARIABLES = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_',
+                       'MALLOC_TOP_PAD_', 'MALLOC_ARENA_MAX', 'MALLOC_CONF')
+
+
+def allocator_settings(environ=None):
+    """The memory allocator's configuration as one string: a preloaded
+    allocator library and the glibc / jemalloc tuning variables that are
+    set, or ``'default'``."""
+    environ = os.environ if environ is None else environ
+    parts = []
+    for path in environ.get('LD_PRELOAD', '').replace(':', ' ').split():
+        name = osp.basename(path)
+        if 'malloc' in name:
+            parts.append(name)
+    for name in ALLOCATOR_VARIABLES:
+        if environ.get(name):
+            parts.append(f'{name}={environ[name]}')
+    return ' '.join(parts) or 'default'
+
+
 def device_settings(device='cpu', batch_size=1, num_threads=None,
                     act='relu', channels_last=False):
     """The settings a table is valid for (torch imported here)."""
@@ -163,7 +192,8 @@ def device_settings(device='cpu', batch_size=1, num_threads=None,
     return dict(device=device.split(':')[0], device_name=name,
                 torch=torch.__version__.split('+')[0], num_threads=threads,
                 batch_size=int(batch_size), act=act,
-                channels_last=bool(channels_last))
+                channels_last=bool(channels_last),
+                allocator=allocator_settings())
 
 
 @LATENCY_PREDICTORS.register_module()
@@ -182,7 +212,8 @@ class LatencyTable:
             ``act_cfg``): ``'relu'`` or ``'swish'``.
         channels_last (bool): Time in ``channels_last_3d`` memory format, as
             the backbone's ``channels_last=True`` runs.
-        warmup (int): Untimed runs before the samples of a unit.
+        warmup (int): Untimed runs before the samples of a unit (at least).
+        warmup_ms (float): ... and untimed runs for at least this long.
         repeat (int): Timed samples of a unit; their median is kept.
         min_sample_ms (float): A sample averages as many runs as it takes
             to last about this long (short units are otherwise all timer
@@ -200,9 +231,10 @@ class LatencyTable:
                  table_file=None,
                  act='relu',
                  channels_last=False,
-                 warmup=2,
+                 warmup=1,
+                 warmup_ms=10.0,
                  repeat=5,
-                 min_sample_ms=5.0,
+                 min_sample_ms=2.0,
                  measure=True,
                  save_every=20):
         if act not in ACTIVATIONS:
@@ -228,6 +260,7 @@ class LatencyTable:
         self.act = act
         self.channels_last = bool(channels_last)
         self.warmup = warmup
+        self.warmup_ms = float(warmup_ms)
         self.repeat = repeat
         self.min_sample_ms = float(min_sample_ms)
         self.measure = bool(measure)
@@ -354,7 +387,7 @@ class LatencyTable:
         import torch.nn as nn
 
         from ..models.blocks import build_units
-        act_cfg = dict(type='SiLU' if self.act == 'swish' else 'ReLU',
+        act_cfg = dict(type='SiLU' if key.act == 'swish' else 'ReLU',
                        inplace=True)
         block = Block(key.kind, key.in_channels, key.out_channels, key.kernel,
                       key.kernel_t, key.stride, 1, key.bottleneck, key.se,
@@ -371,7 +404,8 @@ class LatencyTable:
         return time_module(self._build_unit(key), shape, self.device,
                            num_threads=self.num_threads,
                            channels_last=self.channels_last,
-                           warmup=self.warmup, repeat=self.repeat,
+                           warmup=self.warmup, warmup_ms=self.warmup_ms,
+                           repeat=self.repeat,
                            min_sample_ms=self.min_sample_ms,
                            generator=torch.Generator().manual_seed(0))
 
@@ -452,4 +486,5 @@ def build_latency_predictor(cfg):
 
 __all__ = ['LatencyTable', 'LatencyError', 'UnitKey', 'block_units',
            'structure_units', 'time_module', 'device_settings',
+           'allocator_settings',
            'build_latency_predictor']

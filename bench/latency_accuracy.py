@@ -1,0 +1,145 @@
+"""How far the per-unit latency table's prediction is from measured latency.
+
+    python bench/latency_accuracy.py [--device cpu] [--threads 2] [--batch 1]
+        [--rounds 3] [--random 3] [--seed 0] [--table FILE]
+        [--networks E3D-XS:8x64 E3D-S:13x160 E3D-M:16x224 ...]
+
+For each network (presets at their clip sizes, plus ``--random`` structures
+sampled from the E3D-M search space at 16x224) and each of ``--rounds``
+rounds:
+
+* **predicted**: the sum over the network's units of the
+  :class:`~e3d_plugin.nas.latency.LatencyTable` entries, each unit timed
+  alone. Every round times the units afresh into an empty table, so a round's
+  prediction and measurement are taken minutes apart at most; with
+  ``--table FILE`` the first prediction comes from that file (e.g. the table
+  a search filled) and is only timed where the file lacks a unit.
+* **measured**: the whole :class:`~e3d_plugin.models.E3D` backbone timed end
+  to end the same way (inference mode, warm-up, median of samples).
+
+It prints both, the error ``(predicted - measured) / measured`` per round and
+its median, and at the end the median and largest absolute error over all
+networks. Nothing is asserted.
+"""
+import argparse
+import os
+import os.path as osp
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+DEFAULT_NETWORKS = ('E3D-XS:8x64', 'E3D-S:13x160', 'E3D-M:16x224',
+                    'E3D-L:16x312')
+
+
+def parse_network(text):
+    """``NAME:TxS`` -> (name, frames, size)."""
+    name, _, clip = text.partition(':')
+    frames, _, size = clip.partition('x')
+    return name, int(frames), int(size)
+
+
+def main():
+    """Time the networks and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--random', type=int, default=3,
+                        help='structures sampled from the E3D-M space')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--table', help='use this table for round 1')
+    parser.add_argument('--timing', nargs='*', default=[],
+                        metavar='KEY=VALUE',
+                        help='LatencyTable timing arguments (warmup, '
+                        'warmup_ms, repeat, min_sample_ms)')
+    parser.add_argument('--networks', nargs='*',
+                        default=list(DEFAULT_NETWORKS))
+    args = parser.parse_args()
+
+    import torch
+
+    import e3d_plugin  # noqa: F401  (compat patches)
+    from e3d_plugin.cost import compute_cost
+    from e3d_plugin.models import E3D
+    from e3d_plugin.nas import E3DSearchSpace, LatencyTable
+    from e3d_plugin.nas.latency import structure_units, time_module
+    from e3d_plugin.structure import load_structure
+
+    torch.set_num_threads(args.threads)
+    timing = {}
+    for pair in args.timing:
+        key, _, value = pair.partition('=')
+        timing[key] = float(value) if key.endswith('_ms') else int(value)
+    networks = []
+    for text in args.networks:
+        name, frames, size = parse_network(text)
+        networks.append((name, load_structure(name), frames, size))
+    space = E3DSearchSpace(image_size=224, frames=16, max_depth=6)
+    rng = random.Random(args.seed)
+    template = load_structure('E3D-M')
+    for index in range(args.random):
+        networks.append((f'random-{index}', space.sample(template, rng), 16,
+                         224))
+
+    probe = LatencyTable(device=args.device, batch_size=args.batch,
+                         num_threads=args.threads, table_file=osp.join(
+                             tempfile.gettempdir(), 'e3d-probe.json'),
+                         **timing)
+    print(f"device {args.device} ({probe.settings['device_name']}), "
+          f'{args.threads} threads, batch {args.batch}, torch '
+          f'{torch.__version__}, timing warmup {probe.warmup} runs / '
+          f'{probe.warmup_ms:g} ms, median of {probe.repeat} samples of >= '
+          f'{probe.min_sample_ms:g} ms; load average '
+          f'{os.getloadavg()[0]:.2f}')
+    print(f"{'network':<10}{'clip':>9}{'GFLOPs':>8}{'units':>6}"
+          f"{'predicted ms':>24}{'measured ms':>24}{'error %':>22}"
+          f"{'median':>8}")
+    errors = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        for name, structure, frames, size in networks:
+            predicted, measured = [], []
+            for round_ in range(args.rounds):
+                table_file = (args.table if args.table and round_ == 0 else
+                              osp.join(folder, f'{name}-{round_}.json'))
+                table = LatencyTable(device=args.device,
+                                     batch_size=args.batch,
+                                     num_threads=args.threads,
+                                     table_file=table_file, **timing)
+                predicted.append(table.predict(structure, size, frames))
+                backbone = E3D(structure=structure.to_dicts())
+                measured.append(time_module(
+                    backbone, (args.batch, 3, frames, size, size),
+                    args.device, num_threads=args.threads,
+                    warmup=table.warmup, warmup_ms=table.warmup_ms,
+                    repeat=table.repeat, min_sample_ms=table.min_sample_ms))
+                del backbone
+            round_errors = [100 * (p - m) / m
+                            for p, m in zip(predicted, measured)]
+            median = statistics.median(round_errors)
+            errors.append(median)
+            units = len({key for key, _ in structure_units(
+                structure, size, frames)})
+            gflops = compute_cost(structure, size, frames).flops / 1e9
+            print(f'{name:<10}{f"{frames}x{size}":>9}{gflops:>8.3f}'
+                  f'{units:>6}'
+                  f"{' / '.join(f'{v:.1f}' for v in predicted):>24}"
+                  f"{' / '.join(f'{v:.1f}' for v in measured):>24}"
+                  f"{' / '.join(f'{v:+.1f}' for v in round_errors):>22}"
+                  f'{median:>+8.1f}', flush=True)
+    absolute = [abs(e) for e in errors]
+    print(f'median |error| {statistics.median(absolute):.1f} %, largest '
+          f'{max(absolute):.1f} % over {len(errors)} networks '
+          f'({time.perf_counter() - started:.0f} s; load average now '
+          f'{os.getloadavg()[0]:.2f})')
+
+
+if __name__ == '__main__':
+    main()
