@@ -239,3 +239,67 @@ def test_full_search_beats_published(tmp_path, name, published):
     assert summary['num_evaluated'] == 100000
     assert summary['best_score'] >= published
 
+
+
+@pytest.mark.parametrize('name,size,frames,flops,layers', [
+    ('s', 160, 13, 2.0e9, 83), ('m', 224, 16, 5.0e9, 83),
+    ('l', 312, 16, 18.5e9, 167), ('xs', 64, 8, 4.0e7, 20),
+    ('m_latency', 224, 16, 5.0e9, 83)])
+def test_search_configs_carry_the_published_settings(tmp_path, monkeypatch,
+                                                     name, size, frames,
+                                                     flops, layers):
+    from mmengine.config import Config
+
+    from e3d_plugin.registry import SEARCHERS, build
+    monkeypatch.setenv('E3D_LATENCY_DIR', str(tmp_path))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', f'search_e3d_{name}.py'))
+    assert (cfg.image_size, cfg.frames) == (size, frames)
+    assert cfg.score.image_size == cfg.space.image_size == size
+    assert cfg.score.frames == cfg.space.frames == frames
+    budgets = dict(cfg.search.budgets)
+    assert budgets.pop('flops') == flops and budgets.pop('layers') == layers
+    s = build(SEARCHERS, cfg.search.to_dict(), score=cfg.score.to_dict(),
+              space=cfg.space.to_dict(), init_structure=cfg.init_structure,
+              progress=False)
+    assert s.num_candidates == (20000 if name == 'xs' else 100000)
+    if name == 'm_latency':
+        assert budgets == {'latency': 80.0}
+        assert s.latency.settings['num_threads'] == 2
+        assert s.latency.settings['batch_size'] == 1
+        assert s.latency.table_file.startswith(str(tmp_path))
+    else:
+        assert budgets == {} and s.latency is None
+
+
+def test_family_search_runs_each_member(tmp_path, capsys):
+    tool = load_search_tool()
+    options = ['--cfg-options', 'search.num_candidates=3000']
+    work_dir = str(tmp_path / 'family')
+    assert tool.main([osp.join(ROOT, 'configs', 'search_e3d_family.py'),
+                      '--work-dir', work_dir, '--no-progress', '--seed', '3',
+                      *options]) == 0
+    family = json.load(open(osp.join(work_dir, 'family_summary.json')))
+    assert list(family) == ['S', 'M', 'L']
+    out = capsys.readouterr().out
+    assert 'member' in out and 'best score' in out
+    for name, flops in (('S', 2.0e9), ('M', 5.0e9), ('L', 18.5e9)):
+        summary = json.load(open(osp.join(work_dir, name,
+                                          'search_summary.json')))
+        assert summary == family[name]
+        assert summary['seed'] == 3 and summary['num_evaluated'] == 3000
+        assert summary['best_flops'] <= flops
+    # a member equals the same search run alone
+    alone = str(tmp_path / 'alone')
+    assert tool.main([osp.join(ROOT, 'configs', 'search_e3d_m.py'),
+                      '--work-dir', alone, '--no-progress', '--seed', '3',
+                      *options]) == 0
+    summary = json.load(open(osp.join(alone, 'search_summary.json')))
+    assert summary['best_score'] == family['M']['best_score']
+    assert open(osp.join(alone, 'best_structure.json')).read() == open(
+        osp.join(work_dir, 'M', 'best_structure.json')).read()
+    bad = tmp_path / 'bad_family.py'
+    bad.write_text("family = dict(X='nope.py')\n")
+    assert tool.main([str(bad), '--work-dir', str(tmp_path / 'x'),
+                      '--no-progress']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "family member 'X': no config at" in err[0]

@@ -10,6 +10,12 @@ training config). The work dir receives ``best_structure.json``,
 ``top_k.json``, ``search_summary.json``, ``search_curve.png``,
 ``e3d_searched.py`` (a ready-to-train mmaction2 config), ``search.log`` and
 the checkpoint ``--resume`` continues from.
+
+A *family* config (``configs/search_e3d_family.py``) sets only ``family``
+(name -> search config, relative to it) and ``work_dir``: each member is
+searched in turn, in one process, into ``WORK_DIR/<name>``, with the same
+``--cfg-options`` / ``--seed`` / ``--resume``, and ``family_summary.json``
+collects their summaries.
 """
 import json
 import os
@@ -76,25 +82,86 @@ def write_train_config(path, train_base, structure_file, out_channels):
             f'    cls_head=dict(in_channels={out_channels}))\n')
 
 
+def _load(path, cfg_options):
+    from e3d_plugin.launch import LaunchError, load_config
+    from e3d_plugin.nas import SearchError
+    try:
+        return load_config(path, cfg_options)
+    except LaunchError as e:
+        raise SearchError(str(e)) from None
+
+
 def run(args):
-    """Search and write the results; return the summary dict."""
+    """Search (one config, or each member of a family) and write the
+    results; return the summary dict."""
+    import e3d_plugin.nas  # noqa: F401  (registers all)
+    cfg = _load(args.config, args.cfg_options)
+    work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if cfg.get('family') is not None:
+        return run_family(args, cfg, work_dir)
+    return run_one(args, cfg, args.config, work_dir)
+
+
+def run_family(args, cfg, work_dir):
+    """Search every member config of ``cfg.family`` (name -> config path,
+    relative to the family config) into ``work_dir/<name>``, in one process
+    (one start-up, one latency table per device); write
+    ``family_summary.json``."""
+    from e3d_plugin.nas import SearchError
+    family = cfg.family
+    if not isinstance(family, dict) or not family:
+        raise SearchError(
+            f'config {args.config}: family must be a non-empty dict of '
+            'name -> search config path')
+    folder = osp.dirname(osp.abspath(args.config))
+    options = {k: v for k, v in (args.cfg_options or {}).items()
+               if not k.startswith(('family', 'work_dir'))}
+    members = {}
+    for name, path in family.items():
+        path = path if osp.isabs(path) else osp.join(folder, path)
+        if not osp.isfile(path):
+            raise SearchError(
+                f'config {args.config}: family member {name!r}: no config '
+                f'at {path}')
+        members[name] = (path, _load(path, options or None))
+    summaries = {}
+    for index, (name, (path, member)) in enumerate(members.items(), 1):
+        print(f'[{index}/{len(members)}] {name}: {path}', file=sys.stderr,
+              flush=True)
+        summaries[name] = run_one(args, member, path,
+                                  osp.join(work_dir, name))
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'family_summary.json'), 'w') as f:
+        json.dump(summaries, f, indent=2)
+    lines = [f"{'member':<10}{'best score':>12}{'GFLOPs':>9}{'params M':>10}"
+             f"{'layers':>8}{'latency ms':>12}{'search s':>10}"]
+    for name, summary in summaries.items():
+        latency = summary.get('best_latency')
+        lines.append(
+            f"{name:<10}{summary['best_score']:>12.4f}"
+            f"{summary['best_flops'] / 1e9:>9.3f}"
+            f"{summary['best_params'] / 1e6:>10.3f}"
+            f"{summary['best_layers']:>8}"
+            f"{'-' if latency is None else f'{latency:.2f}':>12}"
+            f"{summary['elapsed_s']:>10.1f}")
+    print('\n'.join(lines) + f'\nresults in {work_dir}', flush=True)
+    return summaries
+
+
+def run_one(args, cfg, config_path, work_dir):
+    """One search from a loaded config; write the results into
+    ``work_dir``; return the summary dict."""
     from mmengine.logging import MMLogger
 
-    from e3d_plugin.launch import LaunchError, load_config
-    from e3d_plugin.nas import SearchError  # noqa: F401  (registers all)
+    from e3d_plugin.nas import SearchError
     from e3d_plugin.registry import SEARCHERS, build
     from e3d_plugin.structure import save_structure
 
-    try:
-        cfg = load_config(args.config, args.cfg_options)
-    except LaunchError as e:
-        raise SearchError(str(e)) from None
     for key in REQUIRED_KEYS:
         if cfg.get(key) is None:
             raise SearchError(
-                f"config {args.config} is missing the required key '{key}'")
-    work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+                f"config {config_path} is missing the required key '{key}'")
     os.makedirs(work_dir, exist_ok=True)
     logger = MMLogger.get_instance(
         f'e3d_search_{time.time_ns()}',
@@ -115,7 +182,7 @@ def run(args):
         work_dir=work_dir,
         logger=logger,
         progress=not args.no_progress)
-    logger.info(f'searching with {args.config}: budgets {searcher.budgets}, '
+    logger.info(f'searching with {config_path}: budgets {searcher.budgets}, '
                 f'{searcher.num_candidates} candidates, seed {searcher.seed}')
     result = searcher.run(resume=args.resume)
 
@@ -128,7 +195,7 @@ def run(args):
                    for e in result['top_k']], f, indent=2)
     image_size = result['image_size']
     summary = dict(
-        config=args.config,
+        config=config_path,
         best_score=result['best_score'],
         num_evaluated=result['num_evaluated'],
         elapsed_s=round(result['elapsed_s'], 3),
@@ -154,7 +221,7 @@ def run(args):
     train_base = cfg.get('train_base')
     if train_base:
         if not osp.isabs(train_base):
-            train_base = osp.join(osp.dirname(osp.abspath(args.config)),
+            train_base = osp.join(osp.dirname(osp.abspath(config_path)),
                                   train_base)
         write_train_config(
             osp.join(work_dir, 'e3d_searched.py'), train_base, best_path,
