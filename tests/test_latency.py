@@ -269,3 +269,25 @@ def test_allocator_is_part_of_the_settings(tmp_path, monkeypatch):
     with pytest.raises(LatencyError, match="allocator 'default' \\(here "
                        "'MALLOC_MMAP_THRESHOLD_=4294967296'\\)"):
         table(tmp_path)
+
+
+def test_analyze_adds_latency(tmp_path, capsys):
+    from tests.test_analyze import analyze_main
+    main = analyze_main()
+    table_file = str(tmp_path / 'a.json')
+    cfg = [f'table_file={table_file}'] + [f'{k}={v}' for k, v in
+                                          FAST.items()]
+    assert main(['E3D-XS', '--image-size', '64', '--frames', '8', '--json',
+                 '--latency', '--measure-latency', '--latency-cfg',
+                 *cfg]) == 0
+    result = json.loads(capsys.readouterr().out)
+    check = LatencyTable(**dict(FAST, table_file=table_file, measure=False))
+    assert result['latency_ms'] == check.predict(XS, 64, 8)
+    assert result['latency_units_timed'] == 7
+    assert result['latency_measured_ms'] > 0
+    assert result['latency_settings']['num_threads'] == 1
+    assert main(['E3D-XS', '--image-size', '64', '--frames', '8',
+                 '--latency', '--latency-cfg', *cfg]) == 0
+    assert 'Latency: ' in capsys.readouterr().out
+    assert main(['E3D-XS', '--measure-latency']) == 2
+    assert '--measure-latency go with --latency' in capsys.readouterr().err
