@@ -15,7 +15,8 @@ rounds:
   ``--table FILE`` the first prediction comes from that file (e.g. the table
   a search filled) and is only timed where the file lacks a unit.
 * **measured**: the whole :class:`~e3d_plugin.models.E3D` backbone timed end
-  to end the same way (inference mode, warm-up, median of samples).
+  to end in steady state (inference mode, at least 3 warm-up runs and 200
+  ms, median of at least 10 samples).
 
 It prints both, the error ``(predicted - measured) / measured`` per round and
 its median, and at the end the median and largest absolute error over all
@@ -67,9 +68,8 @@ def main():
 
     import e3d_plugin  # noqa: F401  (compat patches)
     from e3d_plugin.cost import compute_cost
-    from e3d_plugin.models import E3D
     from e3d_plugin.nas import E3DSearchSpace, LatencyTable
-    from e3d_plugin.nas.latency import structure_units, time_module
+    from e3d_plugin.nas.latency import structure_units, time_network
     from e3d_plugin.structure import load_structure
 
     torch.set_num_threads(args.threads)
@@ -114,13 +114,8 @@ def main():
                                      num_threads=args.threads,
                                      table_file=table_file, **timing)
                 predicted.append(table.predict(structure, size, frames))
-                backbone = E3D(structure=structure.to_dicts())
-                measured.append(time_module(
-                    backbone, (args.batch, 3, frames, size, size),
-                    args.device, num_threads=args.threads,
-                    warmup=table.warmup, warmup_ms=table.warmup_ms,
-                    repeat=table.repeat, min_sample_ms=table.min_sample_ms))
-                del backbone
+                measured.append(time_network(structure, table, size,
+                                             frames))
             round_errors = [100 * (p - m) / m
                             for p, m in zip(predicted, measured)]
             median = statistics.median(round_errors)

@@ -19,7 +19,8 @@ lists each block (the backbone's stages) with its output shape, FLOPs
 latency budget uses (``LatencyTable`` arguments by ``--latency-cfg``, e.g.
 ``device=cuda num_threads=2 batch_size=1 table_file=t.json``; units the
 table lacks are timed now), ``--measure-latency`` also times the whole
-backbone end to end the same way.
+backbone end to end (steady state: at least 3 warm-up runs and 200 ms,
+median of at least 10 samples).
 """
 import json
 import os.path as osp
@@ -83,7 +84,7 @@ def _pairs(option, pairs):
 
 def _latency(args, structure, image_size, frames):
     """Predicted (and measured) latency of ``structure``, as report keys."""
-    from e3d_plugin.nas.latency import build_latency_predictor, time_module
+    from e3d_plugin.nas.latency import build_latency_predictor, time_network
     table = build_latency_predictor(_pairs('--latency-cfg', args.latency_cfg))
     predicted = table.predict(structure, image_size, frames)
     table.save()
@@ -91,14 +92,8 @@ def _latency(args, structure, image_size, frames):
                latency_units_timed=table.num_measured,
                latency_settings=table.settings)
     if args.measure_latency:
-        from e3d_plugin.models import E3D
-        out['latency_measured_ms'] = time_module(
-            E3D(structure=structure.to_dicts()),
-            (table.batch_size, 3, frames) + tuple(image_size), table.device,
-            num_threads=table.num_threads,
-            channels_last=table.channels_last, warmup=table.warmup,
-            warmup_ms=table.warmup_ms, repeat=table.repeat,
-            min_sample_ms=table.min_sample_ms)
+        out['latency_measured_ms'] = time_network(structure, table,
+                                                  image_size, frames)
     return out
 
 

@@ -468,6 +468,20 @@ def time_module(module, input_shape, device='cpu', num_threads=None,
         torch.set_num_threads(old_threads)
 
 
+def time_network(structure, table, image_size=224, frames=16):
+    """Measured milliseconds of the whole :class:`~e3d_plugin.models.E3D`
+    backbone of ``structure`` under ``table``'s settings, in steady state
+    (at least 3 warm-up runs and 200 ms, median of at least 10 samples)."""
+    from ..models import E3D
+    height, width = _pair(image_size)
+    backbone = E3D(structure=[block.to_dict() for block in structure])
+    return time_module(
+        backbone, (table.batch_size, 3, frames, height, width), table.device,
+        num_threads=table.num_threads, channels_last=table.channels_last,
+        warmup=max(3, table.warmup), warmup_ms=max(200.0, table.warmup_ms),
+        repeat=max(10, table.repeat), min_sample_ms=table.min_sample_ms)
+
+
 def build_latency_predictor(cfg):
     """A :class:`LatencyTable` (or registered predictor) from ``cfg``: a
     dict (``type`` optional) or an object with ``predict``."""
@@ -485,6 +499,7 @@ def build_latency_predictor(cfg):
 
 
 __all__ = ['LatencyTable', 'LatencyError', 'UnitKey', 'block_units',
-           'structure_units', 'time_module', 'device_settings',
+           'structure_units', 'time_module', 'time_network',
+           'device_settings',
            'allocator_settings',
            'build_latency_predictor']
