@@ -12,6 +12,8 @@ from e3d_plugin.nas.latency import (UnitKey, block_units, structure_units,
                                     time_module)
 from e3d_plugin.structure import Structure, load_structure
 from tests.conftest import ROOT
+from tests.test_search import (kill_after_first_checkpoint,
+                               load_search_tool, run_capturing_population)
 
 # timing settings that keep the tests quick (one short sample per unit)
 FAST = dict(warmup=1, warmup_ms=0.0, repeat=1, min_sample_ms=0.0,
@@ -157,25 +159,17 @@ def latency_searcher(tmp_path, **kwargs):
 
 
 def test_latency_budget_holds_for_every_member(tmp_path, monkeypatch):
-    from e3d_plugin.nas import evolution as evolution_module
     free = latency_searcher(tmp_path).run()
     # without a latency budget the table only reports the best's latency
     assert 'latency' in free['best_cost']
     budget = 0.8 * free['best_cost']['latency']
-    s = latency_searcher(tmp_path, budgets=dict(layers=20, latency=budget))
-    seen = {}
-    original = evolution_module.EntropyEvolution.result
-
-    def capture(self, heap, *args):
-        seen['heap'] = list(heap)
-        return original(self, heap, *args)
-
-    monkeypatch.setattr(evolution_module.EntropyEvolution, 'result', capture)
-    result = s.run()
+    result, heap = run_capturing_population(
+        latency_searcher(tmp_path, budgets=dict(layers=20, latency=budget)),
+        monkeypatch)
     assert result['best_cost']['latency'] <= budget
     check = LatencyTable(**dict(FAST, table_file=str(tmp_path / 'table.json'),
                                 measure=False))
-    for value, _, structure, cost in seen['heap']:
+    for value, _, structure, cost in heap:
         assert cost['latency'] <= budget
         assert check.predict(structure, S_SIZE, S_FRAMES) == cost['latency']
     # the same table gives the same search
@@ -190,22 +184,10 @@ def test_latency_resume_equals_uninterrupted(tmp_path, monkeypatch):
     base = latency_searcher(tmp_path).run()
     budgets['latency'] = 0.9 * base['best_cost']['latency']
     full = latency_searcher(tmp_path, budgets=budgets).run()
-
-    class Killed(Exception):
-        pass
-
     work_dir = str(tmp_path / 'work')
     killed = latency_searcher(tmp_path, budgets=budgets, work_dir=work_dir,
                               checkpoint_interval=300)
-    original = killed._save
-
-    def save_then_die(state):
-        original(state)
-        raise Killed()
-
-    monkeypatch.setattr(killed, '_save', save_then_die)
-    with pytest.raises(Killed):
-        killed.run()
+    assert kill_after_first_checkpoint(killed, monkeypatch) == [300]
     resumed = latency_searcher(tmp_path, budgets=budgets, work_dir=work_dir,
                                checkpoint_interval=300).run(resume=True)
     for key in ('best_score', 'best_structure', 'best_cost', 'curve'):
@@ -224,7 +206,6 @@ def test_latency_budget_errors(tmp_path):
 
 
 def test_search_tool_reports_latency(tmp_path, capsys):
-    from tests.test_search import load_search_tool
     tool = load_search_tool()
     work_dir = str(tmp_path / 'xs')
     options = ['search.num_candidates=1000', 'search.budgets.latency=1000',

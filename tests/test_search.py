@@ -5,6 +5,7 @@ import os.path as osp
 import random
 
 import pytest
+from mmengine.config import Config
 
 from e3d_plugin.cost import compute_cost
 from e3d_plugin.nas import E3DSearchSpace, EntropyEvolution, SearchError
@@ -13,18 +14,48 @@ from e3d_plugin.nas import STEntrScore
 from e3d_plugin.structure import Structure, load_structure
 from tests.conftest import ROOT
 
-INIT = [
-    dict(kind='conv', **{'in': 3, 'out': 24}, k=3, kt=1, s=2),
-    dict(kind='dwbtn', **{'in': 24, 'out': 24}, k=5, kt=1, s=2, L=1, btn=48),
-    dict(kind='dwbtn', **{'in': 24, 'out': 48}, k=3, kt=3, s=2, L=1, btn=96),
-    dict(kind='dwbtn', **{'in': 48, 'out': 96}, k=3, kt=3, s=2, L=1, btn=192),
-    dict(kind='dwbtn', **{'in': 96, 'out': 96}, k=3, kt=3, s=1, L=1, btn=192),
-    dict(kind='dwbtn', **{'in': 96, 'out': 192}, k=3, kt=3, s=2, L=1,
-         btn=384),
-    dict(kind='conv', **{'in': 192, 'out': 512}, k=1, kt=1, s=1),
-]
+# the M search's starting structure (TinyNAS's E3D starting point)
+INIT = [dict(block) for block in Config.fromfile(
+    osp.join(ROOT, 'configs', 'search_e3d_m.py')).init_structure]
 SCORE = dict(type='STEntrScore', image_size=224, frames=16)
 SPACE = dict(type='E3DSearchSpace', image_size=224, frames=16, max_depth=6)
+
+
+class Killed(Exception):
+    """Stands for the search process being killed."""
+
+
+def run_capturing_population(search, monkeypatch):
+    """Run ``search``; return its result and its final population (the
+    heap entries ``(score, order, structure, cost)``)."""
+    seen = {}
+    original = evolution_module.EntropyEvolution.result
+
+    def capture(self, heap, *args):
+        seen['heap'] = list(heap)
+        return original(self, heap, *args)
+
+    monkeypatch.setattr(evolution_module.EntropyEvolution, 'result', capture)
+    result = search.run()
+    return result, seen['heap']
+
+
+def kill_after_first_checkpoint(search, monkeypatch):
+    """Run ``search`` until it has written its first checkpoint, then raise
+    :class:`Killed` as a kill would stop it; return the candidates done at
+    that checkpoint."""
+    original = search._save
+    calls = []
+
+    def save_then_die(state):
+        original(state)
+        calls.append(state['done'])
+        raise Killed()
+
+    monkeypatch.setattr(search, '_save', save_then_die)
+    with pytest.raises(Killed):
+        search.run()
+    return calls
 
 
 def searcher(**kwargs):
@@ -95,17 +126,9 @@ def test_budgets_never_exceeded_and_deterministic():
 
 
 def test_population_members_within_budget_and_unique(monkeypatch):
-    s = searcher(num_candidates=5000)
-    seen = {}
-    original = evolution_module.EntropyEvolution.result
-
-    def capture(self, heap, *args):
-        seen['heap'] = list(heap)
-        return original(self, heap, *args)
-
-    monkeypatch.setattr(evolution_module.EntropyEvolution, 'result', capture)
-    s.run()
-    structures = [e[2] for e in seen['heap']]
+    _, heap = run_capturing_population(searcher(num_candidates=5000),
+                                       monkeypatch)
+    structures = [e[2] for e in heap]
     assert len(structures) == len(set(structures)) == 64
     for structure in structures:
         cost = compute_cost(structure, 224, 16)
@@ -114,25 +137,10 @@ def test_population_members_within_budget_and_unique(monkeypatch):
 
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     full = searcher(num_candidates=30000, seed=1).run()
-
-    class Killed(Exception):
-        pass
-
     work_dir = str(tmp_path)
     killed = searcher(num_candidates=30000, seed=1, work_dir=work_dir,
                       checkpoint_interval=10000)
-    original = killed._save
-    calls = []
-
-    def save_then_die(state):
-        original(state)
-        calls.append(state['done'])
-        raise Killed()
-
-    monkeypatch.setattr(killed, '_save', save_then_die)
-    with pytest.raises(Killed):
-        killed.run()
-    assert calls == [10000]
+    assert kill_after_first_checkpoint(killed, monkeypatch) == [10000]
     resumed = searcher(num_candidates=30000, seed=1, work_dir=work_dir,
                        checkpoint_interval=10000).run(resume=True)
     for key in ('best_score', 'best_structure', 'best_cost', 'curve',

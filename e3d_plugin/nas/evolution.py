@@ -52,7 +52,7 @@ class _Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = enabled and getattr(self.stream, 'isatty', lambda: False)()
-        self.last = 0.0
+        self.last = time.monotonic()  # time of the last line or redraw
         self.last_fraction = -1.0
 
     def update(self, done, text, force=False):
@@ -333,7 +333,6 @@ class EntropyEvolution:
         capacity, total = self.population_size, self.num_candidates
         crossover_prob = self.crossover_prob
         bar = _Progress(total, enabled=self.progress)
-        bar.last = time.monotonic()
         # timing units makes steps slow: show progress more often then
         show_every = 20 if latency is not None else self.log_interval
         random_ = rng.random

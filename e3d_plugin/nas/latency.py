@@ -47,6 +47,7 @@ import statistics
 import time
 from typing import NamedTuple
 
+from ..cost import _hw
 from ..registry import LATENCY_PREDICTORS
 from ..structure import Block
 
@@ -124,20 +125,13 @@ def block_units(block, frames, height, width, act='relu'):
 
 def structure_units(structure, image_size=224, frames=16, act='relu'):
     """Every ``(UnitKey, count)`` of ``structure`` for one clip, in order."""
-    height, width = _pair(image_size)
+    height, width = _hw(image_size)
     units = []
     for block in structure:
         block_list, height, width = block_units(block, frames, height, width,
                                                 act)
         units.extend(block_list)
     return units
-
-
-def _pair(size):
-    if isinstance(size, int):
-        return size, size
-    height, width = size
-    return int(height), int(width)
 
 
 def _cpu_name():
@@ -360,7 +354,7 @@ class LatencyTable:
 
     def predict(self, structure, image_size=224, frames=16):
         """Predicted milliseconds of one batch through ``structure``."""
-        height, width = _pair(image_size)
+        height, width = _hw(image_size)
         total = 0.0
         blocks = self._blocks
         for block in structure:
@@ -473,7 +467,7 @@ def time_network(structure, table, image_size=224, frames=16):
     backbone of ``structure`` under ``table``'s settings, in steady state
     (at least 3 warm-up runs and 200 ms, median of at least 10 samples)."""
     from ..models import E3D
-    height, width = _pair(image_size)
+    height, width = _hw(image_size)
     backbone = E3D(structure=[block.to_dict() for block in structure])
     return time_module(
         backbone, (table.batch_size, 3, frames, height, width), table.device,
