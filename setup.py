@@ -14,10 +14,18 @@ HERE = osp.dirname(osp.abspath(__file__))
 
 
 def read_requirements(name):
-    """Return the requirement lines of ``requirements/<name>.txt``."""
+    """Return the requirement lines of ``requirements/<name>.txt``,
+    following ``-r other.txt`` includes."""
     with open(osp.join(HERE, 'requirements', name + '.txt')) as f:
         lines = (line.split('#', 1)[0].strip() for line in f)
-        return [line for line in lines if line]
+        requirements = []
+        for line in lines:
+            if line.startswith('-r '):
+                requirements += read_requirements(
+                    osp.splitext(line[3:].strip())[0])
+            elif line:
+                requirements.append(line)
+        return requirements
 
 
 def read_version():
@@ -43,7 +51,10 @@ setup(
     package_data={'e3d_plugin': ['presets/*.txt', 'presets/*.json']},
     python_requires='>=3.8',
     install_requires=install_requires,
-    extras_require={'tests': read_requirements('tests')},
+    extras_require={
+        name: read_requirements(name)
+        for name in ('tests', 'study', 'deploy')
+    },
     license='Apache-2.0',
     zip_safe=False,
 )

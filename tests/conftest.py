@@ -10,8 +10,6 @@ if ROOT not in sys.path:
 
 import e3d_plugin  # noqa: E402,F401  (bridges the stack, registers E3D)
 
-REFERENCE_DIR = osp.join(ROOT, 'e3d_plugin', 'presets')
-
 
 def small_structure(kind, se=0.0, act=None, depth=2):
     """Stem, one block of ``kind`` (strided, widening), one block keeping

@@ -1,5 +1,4 @@
 """tools/analyze.py: table, JSON, errors."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -8,16 +7,9 @@ import sys
 import pytest
 
 from e3d_plugin.structure import save_structure
-from tests.conftest import ROOT
+from tests.helpers import ROOT, analyze_main
 
 TOOL = osp.join(ROOT, 'tools', 'analyze.py')
-
-
-def analyze_main():
-    spec = importlib.util.spec_from_file_location('tool_analyze', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 @pytest.mark.parametrize('name,size,frames,flops,params,layers,stentr', [

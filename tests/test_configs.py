@@ -9,7 +9,7 @@ from mmaction.registry import MODELS, TRANSFORMS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'e3d', '*.py')))
 

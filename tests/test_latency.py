@@ -11,9 +11,8 @@ from e3d_plugin.nas import SearchError
 from e3d_plugin.nas.latency import (UnitKey, block_units, structure_units,
                                     time_module)
 from e3d_plugin.structure import Structure, load_structure
-from tests.conftest import ROOT
-from tests.test_search import (kill_after_first_checkpoint,
-                               load_search_tool, run_capturing_population)
+from tests.helpers import (ROOT, kill_after_first_checkpoint, load_search_tool,
+                           run_capturing_population)
 
 # timing settings that keep the tests quick (one short sample per unit)
 FAST = dict(warmup=1, warmup_ms=0.0, repeat=1, min_sample_ms=0.0,
@@ -253,7 +252,7 @@ def test_allocator_is_part_of_the_settings(tmp_path, monkeypatch):
 
 
 def test_analyze_adds_latency(tmp_path, capsys):
-    from tests.test_analyze import analyze_main
+    from tests.helpers import analyze_main
     main = analyze_main()
     table_file = str(tmp_path / 'a.json')
     cfg = [f'table_file={table_file}'] + [f'{k}={v}' for k, v in

@@ -1,5 +1,4 @@
 """Search: space validity, budgets, determinism, resume, tool outputs."""
-import importlib.util
 import json
 import os.path as osp
 import random
@@ -9,53 +8,16 @@ from mmengine.config import Config
 
 from e3d_plugin.cost import compute_cost
 from e3d_plugin.nas import E3DSearchSpace, EntropyEvolution, SearchError
-from e3d_plugin.nas import evolution as evolution_module
 from e3d_plugin.nas import STEntrScore
 from e3d_plugin.structure import Structure, load_structure
-from tests.conftest import ROOT
+from tests.helpers import (ROOT, kill_after_first_checkpoint,
+                           load_search_tool, run_capturing_population)
 
 # the M search's starting structure (TinyNAS's E3D starting point)
 INIT = [dict(block) for block in Config.fromfile(
     osp.join(ROOT, 'configs', 'search_e3d_m.py')).init_structure]
 SCORE = dict(type='STEntrScore', image_size=224, frames=16)
 SPACE = dict(type='E3DSearchSpace', image_size=224, frames=16, max_depth=6)
-
-
-class Killed(Exception):
-    """Stands for the search process being killed."""
-
-
-def run_capturing_population(search, monkeypatch):
-    """Run ``search``; return its result and its final population (the
-    heap entries ``(score, order, structure, cost)``)."""
-    seen = {}
-    original = evolution_module.EntropyEvolution.result
-
-    def capture(self, heap, *args):
-        seen['heap'] = list(heap)
-        return original(self, heap, *args)
-
-    monkeypatch.setattr(evolution_module.EntropyEvolution, 'result', capture)
-    result = search.run()
-    return result, seen['heap']
-
-
-def kill_after_first_checkpoint(search, monkeypatch):
-    """Run ``search`` until it has written its first checkpoint, then raise
-    :class:`Killed` as a kill would stop it; return the candidates done at
-    that checkpoint."""
-    original = search._save
-    calls = []
-
-    def save_then_die(state):
-        original(state)
-        calls.append(state['done'])
-        raise Killed()
-
-    monkeypatch.setattr(search, '_save', save_then_die)
-    with pytest.raises(Killed):
-        search.run()
-    return calls
 
 
 def searcher(**kwargs):
@@ -165,14 +127,6 @@ def test_search_errors(tmp_path):
         bad = [dict(b) for b in INIT]
         bad[1]['k'] = 4
         searcher(init_structure=bad)
-
-
-def load_search_tool():
-    spec = importlib.util.spec_from_file_location(
-        'tool_search', osp.join(ROOT, 'tools', 'search.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_search_tool_outputs(tmp_path, capsys):

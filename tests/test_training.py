@@ -16,7 +16,7 @@ from e3d_plugin.datasets.synthetic_motion import (CLASSES,
                                                   SyntheticMotionError,
                                                   generate,
                                                   probe_single_vs_multi_frame)
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CONFIG = osp.join(ROOT, 'configs', 'e3d', 'e3d_xs_8x4x1_synthetic-motion.py')
 
