@@ -12,8 +12,9 @@ really there:
   plugin depends on it, and falls back to the standard ``importlib.metadata``;
 * mmengine 0.10 loads checkpoints with ``torch.load``'s default, which torch
   2.6 made ``weights_only=True``: its own checkpoints (with the message hub)
-  no longer load, so the local loader is re-registered with
-  ``weights_only=False``, mmengine's behaviour before torch 2.6;
+  no longer load. The safe reader is kept and told the few types those
+  checkpoints hold (:mod:`e3d_plugin.checkpoint`); anything else is refused
+  with one line (``E3D_TRUST_CHECKPOINTS=1`` opts in for a trusted file);
 * mmengine finds the configs of ``mmaction::`` bases through
   ``pkg_resources``, which setuptools 81 and newer no longer ship: the plugin
   pins ``setuptools<81`` and, where ``pkg_resources`` is missing anyway,
@@ -132,27 +133,9 @@ def _bridge_pkg_resources():
         module.get_installed_path = get_installed_path
 
 
-def _load_local_checkpoint(filename, map_location):
-    """mmengine's local checkpoint loader, as it behaves with torch < 2.6.
-
-    mmengine checkpoints hold its message hub (``HistoryBuffer`` objects,
-    numpy scalars), which torch 2.6's ``weights_only=True`` default refuses,
-    so resuming and testing would fail. Local files are the user's own.
-    """
-    import torch
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
-
-
 def _bridge_checkpoint_loading():
-    import torch
-    from mmengine.runner.checkpoint import CheckpointLoader
-    from mmengine.utils import digit_version
-    if digit_version(torch.__version__.split('+')[0]) >= digit_version('2.6'):
-        CheckpointLoader.register_scheme(
-            prefixes='', loader=_load_local_checkpoint, force=True)
+    from .checkpoint import register_local_loader
+    register_local_loader()
 
 
 def apply():
