@@ -1,70 +1,145 @@
-"""Training-step throughput and peak memory of E3D-M vs X3D-M on this machine.
+"""Training and inference throughput of E3D-M vs X3D-M, interleaved.
 
-For each backbone, in its own subprocess (so that peak memory is per model):
-build it in train mode, run ``--warmup`` untimed steps, then time ``--iters``
-steps of forward + ``output.mean()`` backward on a random
-``(batch, 3, frames, size, size)`` clip batch. Reported per model:
+Each backbone lives in its own worker process (so that peak memory is per
+model), and the two are timed in turn, round after round, swapping which
+goes first every round (A B, B A, ...): each round gives a ratio
+``first / second`` of throughputs measured seconds apart, so that load from
+other processes hits both sides of most rounds alike, and the spread of the
+per-round ratios shows what the result is worth. The bench then answers
+"is the first model no slower than the second per FLOP?" only when the
+per-round GFLOPs/s ratios lie on one side of 1: their middle half (the
+quartiles) from 5 rounds on, all of them with 3 or 4 rounds; otherwise it
+says UNDECIDED.
 
-* clips/s: ``batch / step time`` (median step; min..max over the steps;
-  the load average before and after shows whether other processes were
-  competing for the CPU);
-* peak MB: the process's peak resident set (``VmHWM`` of
-  ``/proc/self/status``) and its growth over the resident set right after
-  the imports, read before the FLOP count runs so that it covers training
-  only;
-* GFLOPs per clip (multiply-adds of conv + linear layers, batch 1):
-  ``mmengine.analysis.FlopAnalyzer`` on the module in eval mode for both,
-  and for E3D also :func:`e3d_plugin.compute_cost` from the structure alone;
-* params (M) and GFLOPs/s processed: ``clips/s * GFLOPs/clip``.
+Per mode (``--modes``):
 
-The last line says whether E3D-M is no slower than X3D-M per FLOP, i.e.
-whether its GFLOPs/s is at least X3D-M's.
+* ``train``: forward, ``output.float().mean()`` backward and an SGD step
+  (momentum 0.9; with ``--amp`` in float16 through a ``GradScaler``, as
+  mixed-precision training does), model in train mode;
+* ``infer``: forward under ``torch.inference_mode()``, model in eval mode.
+
+Each model runs ``--warmup`` untimed steps, then ``--rounds`` rounds of
+``--steps`` timed steps (on CUDA the device is synchronised before and after
+each step). Reported: clips/s per model (median over rounds, quartiles,
+min..max), GFLOPs/s (clips/s x conv+linear multiply-adds of one clip, from
+``mmengine.analysis.FlopAnalyzer``; for E3D also from ``compute_cost``),
+the per-round ratios and their spread, and the verdict. Peak memory: the
+process's peak resident set on CPU, ``torch.cuda.max_memory_allocated`` on
+CUDA.
+
+``--profile`` then profiles ``--profile-steps`` more steps of each mode
+with ``torch.profiler`` and reports the share of a step spent in 3D convs,
+and in depthwise 3D convs (``groups == in_channels``), found among the
+profiled ``aten::convolution`` / ``aten::convolution_backward`` ops by the
+shapes of their input and weight (a depthwise weight is ``(C, 1, kt, k, k)``
+for a ``C``-channel input), which works alike on CPU and CUDA. Their time is
+the ops' CPU time on CPU and the time of the GPU kernels they launched on
+CUDA; the share divides it by the step's wall time (and on CUDA also by the
+GPU kernel time of the step). The count of depthwise ops per step is checked
+against the model's depthwise ``Conv3d`` modules.
 
 Usage::
 
-    python bench/backbone_speed.py [--frames 16 --size 112 --batch 4
-        --iters 10 --warmup 3 --threads 2 --channels-last]
+    python bench/backbone_speed.py [--device cpu|cuda] [--amp]
+        [--channels-last] [--modes train infer] [--frames 16 --size 112
+        --batch 4] [--rounds 7 --steps 2 --warmup 3] [--threads N]
+        [--profile [--profile-steps 3]] [--models E3D-M X3D-M]
+        [--json FILE]
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
 import platform
-import statistics
-import subprocess
 import sys
 import time
+from contextlib import nullcontext
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Run as a script from the repository root or from bench/.
 sys.path.insert(0, ROOT)
-MODELS = ('E3D-M', 'X3D-M')
-# Marks the worker's result line among anything else it prints.
-RESULT_TAG = 'BACKBONE_SPEED_RESULT '
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+import _interleave  # noqa: E402
+from e3d_plugin.launch import OneLineArgumentParser  # noqa: E402
+
+MODELS = ('E3D-XS', 'E3D-S', 'E3D-M', 'E3D-L', 'X3D-M')
+MODES = ('train', 'infer')
+# Names of the range that wraps one profiled step.
+STEP_RANGE = 'backbone_speed_step'
+CONV_FORWARD = 'aten::convolution'
+CONV_BACKWARD = 'aten::convolution_backward'
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = 'positive integer'
 
 
 def parse_args(argv=None):
     """Command-line options (shared by the parent and the workers)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--frames', type=int, default=16)
-    parser.add_argument('--size', type=int, default=112,
-                        help='clip height and width')
-    parser.add_argument('--batch', type=int, default=4,
-                        help='clips per training step')
-    parser.add_argument('--iters', type=int, default=10,
-                        help='timed training steps per model')
-    parser.add_argument('--warmup', type=int, default=3,
-                        help='untimed training steps before timing')
-    parser.add_argument('--threads', type=int, default=os.cpu_count(),
-                        help='torch intra-op threads')
+    parser = OneLineArgumentParser(
+        description=__doc__.splitlines()[0])
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    parser.add_argument('--amp', action='store_true',
+                        help='autocast to --amp-dtype (float16 on cuda, '
+                        'bfloat16 on cpu by default)')
+    parser.add_argument('--amp-dtype', choices=('float16', 'bfloat16'),
+                        help='autocast dtype with --amp')
     parser.add_argument('--channels-last', action='store_true',
-                        help='model and input in torch.channels_last_3d')
+                        help='model and input in torch.channels_last_3d '
+                        '(default: contiguous NCTHW)')
+    parser.add_argument('--modes', nargs='+', choices=MODES,
+                        default=list(MODES), help='what to time')
+    parser.add_argument('--frames', type=positive_int, default=16)
+    parser.add_argument('--size', type=positive_int, default=112,
+                        help='clip height and width')
+    parser.add_argument('--batch', type=positive_int, default=4,
+                        help='clips per step')
+    parser.add_argument('--rounds', type=positive_int, default=7,
+                        help='interleaved rounds per mode (a verdict needs '
+                        f'at least {_interleave.MIN_ROUNDS})')
+    parser.add_argument('--steps', type=positive_int, default=2,
+                        help='timed steps per model per round')
+    parser.add_argument('--warmup', type=positive_int, default=3,
+                        help='untimed steps per model and mode first')
+    parser.add_argument('--threads', type=positive_int,
+                        default=os.cpu_count(),
+                        help='torch intra-op threads of each worker')
+    parser.add_argument('--cudnn-benchmark', action='store_true',
+                        help='torch.backends.cudnn.benchmark = True')
     parser.add_argument('--no-mkldnn', action='store_true',
-                        help='set torch.backends.mkldnn.enabled = False')
-    parser.add_argument('--models', nargs='+', default=list(MODELS),
-                        choices=MODELS, help='backbones to measure')
+                        help='torch.backends.mkldnn.enabled = False')
+    parser.add_argument('--profile', action='store_true',
+                        help='profile a few steps per mode: share of 3D '
+                        'convs and of depthwise 3D convs')
+    parser.add_argument('--profile-steps', type=positive_int, default=3,
+                        help='profiled steps per model and mode')
+    parser.add_argument('--lr', type=float, default=1e-4,
+                        help='SGD learning rate of the train steps (small, '
+                        'so that the weights stay where they started)')
+    parser.add_argument('--models', nargs=2, default=['E3D-M', 'X3D-M'],
+                        choices=MODELS, metavar='MODEL',
+                        help='the two backbones; ratios are first / second '
+                        f'(choices: {", ".join(MODELS)})')
+    parser.add_argument('--json', metavar='FILE',
+                        help='also write every figure to FILE as JSON')
     parser.add_argument('--worker', choices=MODELS, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.models[0] == args.models[1]:
+        parser.error('--models: give two different backbones')
+    if args.amp_dtype and not args.amp:
+        parser.error('--amp-dtype needs --amp')
+    if args.amp and args.amp_dtype is None:
+        args.amp_dtype = 'float16' if args.device == 'cuda' else 'bfloat16'
+    return args
 
 
 def proc_status_kb(field):
@@ -96,20 +171,36 @@ def build_model(name):
     Weights keep PyTorch's default init: ``init_weights`` would only log a
     page per parameter, and the values do not change the work done.
     """
-    if name == 'E3D-M':
+    if name.startswith('E3D'):
         from e3d_plugin import E3D
-        return E3D(arch='E3D-M')
+        return E3D(arch=name)
     from mmaction.models.backbones import X3D
 
     # As in configs/recognition/x3d/x3d_m_16x5x1_facebook-kinetics400-rgb.py.
     return X3D(gamma_w=1, gamma_b=2.25, gamma_d=2.2)
 
 
+def is_depthwise(conv):
+    """Whether an ``nn.Conv3d`` is depthwise: one input channel per group,
+    with more than one input channel."""
+    return conv.in_channels > 1 and conv.groups == conv.in_channels
+
+
+def count_depthwise(model):
+    """Number of depthwise ``nn.Conv3d`` modules of ``model``."""
+    import torch.nn as nn
+    return sum(1 for m in model.modules()
+               if isinstance(m, nn.Conv3d) and is_depthwise(m))
+
+
 def count_flops(model, frames, size):
-    """Conv + linear multiply-adds of one clip by mmengine's FlopAnalyzer."""
+    """Conv + linear multiply-adds of one clip by mmengine's FlopAnalyzer
+    (on a float32 CPU copy: the count does not depend on the device)."""
     import torch
     from mmengine.analysis import FlopAnalyzer
 
+    model = copy.deepcopy(model).float().cpu().to(
+        memory_format=torch.contiguous_format)
     model.eval()
     with torch.no_grad():
         analyzer = FlopAnalyzer(model, torch.randn(1, 3, frames, size, size))
@@ -119,155 +210,467 @@ def count_flops(model, frames, size):
     return by_op.get('conv', 0) + by_op.get('linear', 0)
 
 
-def worker(args):
-    """Measure one backbone; print its figures as one tagged JSON line."""
-    import torch
-
-    import e3d_plugin  # noqa: F401  (bridges the mmaction2 wheel's gaps)
-
-    torch.set_num_threads(args.threads)
-    if args.no_mkldnn:
-        torch.backends.mkldnn.enabled = False
-    torch.manual_seed(0)
-    base_kb = proc_status_kb('VmRSS') or 0
-
-    model = build_model(args.worker)
-    model.train()
-    clips = torch.randn(args.batch, 3, args.frames, args.size, args.size)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-        clips = clips.contiguous(memory_format=torch.channels_last_3d)
-
-    def step():
-        """One training step without an optimizer: forward, backward."""
-        model.zero_grad(set_to_none=True)
-        model(clips).mean().backward()
-
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.iters):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    # Read before the FLOP count so that the peak is the training one.
-    peak_kb = peak_rss_kb()
-
-    flops = count_flops(model, args.frames, args.size)
-    result = dict(
-        model=args.worker,
-        step_s=times,
-        peak_mb=peak_kb / 1024,
-        delta_mb=(peak_kb - base_kb) / 1024,
-        params=sum(p.numel() for p in model.parameters()),
-        flops=flops)
-    if args.worker == 'E3D-M':
-        from e3d_plugin import compute_cost
-        result['cost_flops'] = compute_cost(model.structure, args.size,
-                                            args.frames).flops
-    print(RESULT_TAG + json.dumps(result), flush=True)
-
-
-def run_worker(name, argv):
-    """Run one model's measurement in a fresh interpreter; return its dict."""
-    cmd = [sys.executable, osp.abspath(__file__), '--worker', name] + argv
-    proc = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    sys.stderr.write(proc.stdout + proc.stderr)
-    raise RuntimeError(f'{name}: measurement failed (exit {proc.returncode})')
-
-
-def summarise(result, batch):
-    """Add clips/s (median, min, max) and GFLOPs/s to a worker's result."""
-    times = result['step_s']
-    result['clips_s'] = batch / statistics.median(times)
-    result['clips_s_min'] = batch / max(times)
-    result['clips_s_max'] = batch / min(times)
-    # Quartiles resist the odd step slowed down by another process.
-    if len(times) > 1:
-        q1, _, q3 = statistics.quantiles(times, n=4)
+def conv_kind(event):
+    """``'depthwise'`` or ``'conv'`` for a profiled 3D convolution op
+    (forward ``aten::convolution``: input, weight, ...; backward
+    ``aten::convolution_backward``: grad_output, input, weight, ...), else
+    None. Judged from the recorded shapes: a depthwise weight has one input
+    channel per group, ``(C_out, 1, kt, k, k)``, for an input of more than
+    one channel."""
+    if event.name == CONV_FORWARD:
+        index = 0
+    elif event.name == CONV_BACKWARD:
+        index = 1
     else:
-        q1 = q3 = times[0]
-    result['clips_s_q1'] = batch / q3
-    result['clips_s_q3'] = batch / q1
-    result['gflops'] = result['flops'] / 1e9
-    result['gflops_s'] = result['clips_s'] * result['gflops']
+        return None
+    shapes = event.input_shapes
+    if len(shapes) < index + 2:
+        return None
+    inp, weight = shapes[index], shapes[index + 1]
+    if len(weight) != 5 or len(inp) != 5:
+        return None
+    return 'depthwise' if weight[1] == 1 and inp[1] > 1 else 'conv'
+
+
+def _inside_conv(event):
+    """Whether an enclosing op is itself a convolution op (counted there)."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name in (CONV_FORWARD, CONV_BACKWARD):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def conv_shares(events, steps, on_cuda):
+    """Per-step figures of profiled ``events`` (``steps`` steps, each in a
+    :data:`STEP_RANGE` range): wall ms of a step, ms in 3D convs and in
+    depthwise 3D convs (CPU time of the ops on CPU, time of the kernels they
+    launched on CUDA), number of depthwise forward / backward ops, and on
+    CUDA the GPU kernel ms of a step."""
+    def device_us(e):
+        return getattr(e, 'device_time_total', None) or getattr(
+            e, 'cuda_time_total', 0)
+
+    def self_device_us(e):
+        value = getattr(e, 'self_device_time_total', None)
+        return value if value is not None else getattr(
+            e, 'self_cuda_time_total', 0)
+
+    from torch.autograd import DeviceType
+
+    step_us = conv_us = dw_us = kernel_us = 0.0
+    dw_forward = dw_backward = 0
+    for e in events:
+        # GPU kernels and annotations are listed too, and also counted in
+        # the device time of the CPU-side ops that launched them.
+        if e.device_type != DeviceType.CPU:
+            continue
+        if e.name == STEP_RANGE:
+            step_us += e.cpu_time_total
+            continue
+        if on_cuda:
+            kernel_us += self_device_us(e)
+        kind = conv_kind(e)
+        if kind is None or _inside_conv(e):
+            continue
+        spent = device_us(e) if on_cuda else e.cpu_time_total
+        conv_us += spent
+        if kind == 'depthwise':
+            dw_us += spent
+            if e.name == CONV_FORWARD:
+                dw_forward += 1
+            else:
+                dw_backward += 1
+    result = dict(
+        step_ms=step_us / 1e3 / steps, conv_ms=conv_us / 1e3 / steps,
+        dw_ms=dw_us / 1e3 / steps, dw_forward=dw_forward / steps,
+        dw_backward=dw_backward / steps)
+    if on_cuda:
+        result['kernel_ms'] = kernel_us / 1e3 / steps
     return result
 
 
-def print_table(results, args, load):
-    """The figures of every model, one row each."""
-    import torch
-    # The 1-minute load average decays slowly: "before" still counts recent
-    # benchmark runs, "after" counts this one.
-    print(f'load average (1 min): {load[0]:.2f} before, {load[1]:.2f} after; '
-          f'torch {torch.__version__}, python {platform.python_version()}, '
-          f'{os.cpu_count()} CPUs, threads={args.threads}, clip '
-          f'{args.frames}x{args.size}x{args.size}, batch {args.batch}, '
-          f'{args.iters} timed steps after {args.warmup} warm-up, '
-          f'channels_last={args.channels_last}, '
-          f'mkldnn={not args.no_mkldnn}')
-    header = (f'{"model":<7}{"GFLOPs/clip":>12}{"params M":>10}'
-              f'{"clips/s":>9}{"(min..max)":>14}{"ms/step":>9}'
-              f'{"GFLOPs/s":>10}{"peak MB":>9}{"+MB":>8}')
-    print(header)
-    print('-' * len(header))
-    for r in results:
-        spread = f'{r["clips_s_min"]:.2f}..{r["clips_s_max"]:.2f}'
-        print(f'{r["model"]:<7}{r["gflops"]:>12.3f}{r["params"] / 1e6:>10.3f}'
-              f'{r["clips_s"]:>9.2f}{spread:>14}'
-              f'{1e3 * statistics.median(r["step_s"]):>9.0f}'
-              f'{r["gflops_s"]:>10.2f}{r["peak_mb"]:>9.0f}'
-              f'{r["delta_mb"]:>8.0f}')
-    print('clips/s: median step (min..max over steps); peak MB: VmHWM of the '
-          "model's process; +MB: peak minus the RSS after imports")
-    for r in results:
-        if 'cost_flops' in r:
-            same = 'matches' if r['cost_flops'] == r['flops'] else 'DIFFERS'
-            print(f'{r["model"]}: compute_cost {r["cost_flops"] / 1e9:.6f} '
-                  f'GFLOPs, FlopAnalyzer conv+linear {r["flops"] / 1e9:.6f} '
-                  f'GFLOPs -> {same}')
+def profile_steps(step, n, sync, on_cuda):
+    """Profile ``n`` calls of ``step`` (after one that the profiler warms up
+    on), each in a :data:`STEP_RANGE` range closed after ``sync()``; return
+    :func:`conv_shares` of them."""
+    from torch.profiler import (ProfilerActivity, profile, record_function,
+                                schedule)
+    activities = [ProfilerActivity.CPU]
+    if on_cuda:
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities, record_shapes=True,
+                 schedule=schedule(wait=0, warmup=1, active=n,
+                                   repeat=1)) as prof:
+        for _ in range(n + 1):
+            sync()
+            with record_function(STEP_RANGE):
+                step()
+                # The range's wall time then covers the GPU work.
+                sync()
+            prof.step()
+    return conv_shares(prof.events(), n, on_cuda)
 
 
-def verdict(results):
-    """One line: is E3D-M no slower than X3D-M per FLOP?"""
-    by_name = {r['model']: r for r in results}
-    if set(MODELS) - set(by_name):
-        return 'verdict: needs both E3D-M and X3D-M'
-    e3d, x3d = by_name['E3D-M'], by_name['X3D-M']
-    ratio = e3d['gflops_s'] / x3d['gflops_s']
-    # Pessimistic and optimistic ratios from the step-time quartiles.
-    low = e3d['clips_s_q1'] * e3d['gflops'] / (
-        x3d['clips_s_q3'] * x3d['gflops'])
-    high = e3d['clips_s_q3'] * e3d['gflops'] / (
-        x3d['clips_s_q1'] * x3d['gflops'])
-    answer = 'YES' if ratio >= 1 else 'NO'
-    if low < 1 <= high or high < 1 <= low:
-        answer += ' (within noise)'
-    return (f'verdict: E3D-M no slower than X3D-M per FLOP: {answer} '
-            f'(E3D-M/X3D-M GFLOPs/s = {ratio:.2f} on medians, '
-            f'{low:.2f}..{high:.2f} over the step-time quartiles)')
+class Bench:
+    """A worker's state: one model on its device, its optimizer and input,
+    answering the parent's requests (see :func:`_interleave.serve`)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.model = None
+
+    def handle(self, request):
+        """Dispatch one request from the parent."""
+        op = request['op']
+        if op == 'ready':
+            return self.ready()
+        if op == 'steps':
+            return self.steps(request['mode'], request['n'])
+        if op == 'profile':
+            return self.profile(request['mode'], request['n'])
+        if op == 'finish':
+            return self.finish()
+        raise ValueError(f'unknown request {op!r}')
+
+    def ready(self):
+        """Import, build the model, input and optimizer on the device."""
+        import torch
+
+        import e3d_plugin  # noqa: F401  (bridges the mmaction2 wheel's gaps)
+
+        args = self.args
+        self.base_kb = proc_status_kb('VmRSS') or 0
+        if args.device == 'cuda' and not torch.cuda.is_available():
+            raise _interleave.WorkerError(
+                f'--device cuda: torch {torch.__version__} sees no CUDA '
+                'device here; use --device cpu', user_error=True)
+        torch.set_num_threads(args.threads)
+        if args.no_mkldnn:
+            torch.backends.mkldnn.enabled = False
+        if args.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(0)
+        self.torch = torch
+        self.device = torch.device(args.device)
+        self.on_cuda = self.device.type == 'cuda'
+        model = build_model(args.worker)
+        self.n_depthwise = count_depthwise(model)
+        self.params = sum(p.numel() for p in model.parameters())
+        fmt = (torch.channels_last_3d if args.channels_last
+               else torch.contiguous_format)
+        self.model = model.to(self.device, memory_format=fmt)
+        self.clips = torch.randn(
+            args.batch, 3, args.frames, args.size, args.size,
+            device=self.device).contiguous(memory_format=fmt)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=args.lr, momentum=0.9)
+        self.amp_dtype = getattr(torch, args.amp_dtype) if args.amp else None
+        # float16 gradients underflow without loss scaling; bfloat16 keeps
+        # float32's range and trains without it.
+        self.scaler = None
+        if self.amp_dtype == torch.float16:
+            # torch.amp.GradScaler(device) is torch >= 2.3's spelling.
+            self.scaler = (
+                torch.amp.GradScaler(self.device.type)
+                if hasattr(torch.amp, 'GradScaler')
+                else torch.cuda.amp.GradScaler(enabled=self.on_cuda))
+        info = dict(torch=torch.__version__, params=self.params,
+                    n_depthwise=self.n_depthwise)
+        if self.on_cuda:
+            info['device_name'] = torch.cuda.get_device_name(self.device)
+        return info
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return self.torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _sync(self):
+        if self.on_cuda:
+            self.torch.cuda.synchronize(self.device)
+
+    def _train_step(self):
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.model(self.clips).float().mean()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def _infer_step(self):
+        with self.torch.inference_mode(), self._autocast():
+            self.model(self.clips)
+
+    def _step_fn(self, mode):
+        self.model.train(mode == 'train')
+        return self._train_step if mode == 'train' else self._infer_step
+
+    def _oom(self, mode):
+        return _interleave.WorkerError(
+            f'{self.args.device} out of memory in a {mode} step at batch '
+            f'{self.args.batch}, clip {self.args.frames}x{self.args.size}x'
+            f'{self.args.size}; lower --batch or --size', user_error=True)
+
+    def steps(self, mode, n):
+        """Run ``n`` steps of ``mode``; return each one's seconds."""
+        step = self._step_fn(mode)
+        times = []
+        try:
+            for _ in range(n):
+                self._sync()
+                start = time.perf_counter()
+                step()
+                self._sync()
+                times.append(time.perf_counter() - start)
+        except self.torch.cuda.OutOfMemoryError:
+            raise self._oom(mode) from None
+        return dict(times=times)
+
+    def profile(self, mode, n):
+        """:func:`profile_steps` of ``n`` steps of ``mode``, with the
+        model's number of depthwise convs."""
+        try:
+            result = profile_steps(self._step_fn(mode), n, self._sync,
+                                   self.on_cuda)
+        except self.torch.cuda.OutOfMemoryError:
+            raise self._oom(mode) from None
+        result['n_depthwise'] = self.n_depthwise
+        return result
+
+    def finish(self):
+        """Peak memory, FLOPs per clip (and for E3D its cost model's)."""
+        args = self.args
+        result = dict(params=self.params)
+        if self.on_cuda:
+            cuda = self.torch.cuda
+            result['peak_mb'] = cuda.max_memory_allocated(self.device) / 2**20
+            result['reserved_mb'] = (
+                cuda.max_memory_reserved(self.device) / 2**20)
+        else:
+            # Read before the FLOP count so that the peak is the steps' one.
+            peak_kb = peak_rss_kb()
+            result['peak_mb'] = peak_kb / 1024
+            result['delta_mb'] = (peak_kb - self.base_kb) / 1024
+        result['flops'] = count_flops(self.model, args.frames, args.size)
+        if args.worker.startswith('E3D'):
+            from e3d_plugin import compute_cost
+            result['cost_flops'] = compute_cost(
+                self.model.structure, args.size, args.frames).flops
+        return result
+
+
+def worker_main(args):
+    """A worker process: serve the parent's requests for one model."""
+    bench = Bench(args)
+    return _interleave.serve(bench.handle)
+
+
+def worker_argv(argv):
+    """The parent's options for a worker, minus the model list and --json."""
+    out, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        if arg == '--models':
+            skip = 2
+            continue
+        if arg == '--json':
+            skip = 1
+            continue
+        if arg.startswith('--models=') or arg.startswith('--json='):
+            continue
+        out.append(arg)
+    return out
+
+
+def measure(args, argv):
+    """Start the two workers, run the interleaved rounds of every mode
+    (and the profiles); return every figure as one dict."""
+    passed = worker_argv(argv)
+
+    def cmd_of(name):
+        return [sys.executable, osp.abspath(__file__), '--worker', name
+                ] + passed
+
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    workers, ready = _interleave.start_workers(args.models, cmd_of, cwd=ROOT)
+    try:
+        modes = {}
+        for mode in args.modes:
+            for w in workers.values():
+                w.request(op='steps', mode=mode, n=args.warmup)
+            rounds = _interleave.interleave(
+                workers, args.rounds, dict(op='steps', mode=mode,
+                                           n=args.steps))
+            modes[mode] = dict(rounds=[
+                {name: r[name]['times'] for name in args.models}
+                for r in rounds])
+            if args.profile:
+                modes[mode]['profile'] = {
+                    name: w.request(op='profile', mode=mode,
+                                    n=args.profile_steps)
+                    for name, w in workers.items()}
+        finished = {name: w.request(op='finish')
+                    for name, w in workers.items()}
+    finally:
+        for w in workers.values():
+            w.close()
+    models = {name: dict(ready[name], **finished[name])
+              for name in args.models}
+    return dict(
+        settings={k: v for k, v in vars(args).items() if k != 'worker'},
+        python=platform.python_version(), cpus=os.cpu_count(),
+        load=[load_before, os.getloadavg()[0]],
+        seconds=time.perf_counter() - started,
+        models=models, modes=modes)
+
+
+def summarise(data):
+    """Add clips/s per round and model, the per-round ratios and their
+    spreads, and the verdict, to each mode of ``data``."""
+    first, second = data['settings']['models']
+    batch = data['settings']['batch']
+    gflops = {name: m['flops'] / 1e9 for name, m in data['models'].items()}
+    for mode in data['modes'].values():
+        clips = {name: [batch * len(r[name]) / sum(r[name])
+                        for r in mode['rounds']]
+                 for name in (first, second)}
+        ratios = [a / b for a, b in zip(clips[first], clips[second])]
+        flops_ratio = gflops[first] / gflops[second]
+        gflops_ratios = [r * flops_ratio for r in ratios]
+        mode['clips_s'] = {name: _interleave.spread(v)
+                           for name, v in clips.items()}
+        mode['clips_s_rounds'] = clips
+        mode['ratio_rounds'] = ratios
+        mode['ratio'] = _interleave.spread(ratios)
+        mode['gflops_ratio_rounds'] = gflops_ratios
+        mode['gflops_ratio'] = _interleave.spread(gflops_ratios)
+        mode['verdict'] = _interleave.verdict(mode['gflops_ratio'])
+    return data
+
+
+def verdict_line(mode_name, mode, first, second):
+    """One line: is ``first`` no slower than ``second`` per FLOP?"""
+    stats = mode['gflops_ratio']
+    answer = {'above': 'YES', 'below': 'NO', None: 'UNDECIDED'}[
+        mode['verdict']]
+    basis, low, high = _interleave.verdict_basis(stats)
+    if stats['n'] < _interleave.MIN_ROUNDS:
+        why = (f'{stats["n"]} rounds; a verdict needs at least '
+               f'{_interleave.MIN_ROUNDS}')
+    else:
+        where = {'above': 'above', 'below': 'below',
+                 None: 'straddle'}[mode['verdict']]
+        why = (f'per-round GFLOPs/s ratios: {basis} {low:.2f}..{high:.2f} '
+               f'{where} 1; {sum(r >= 1 for r in mode["gflops_ratio_rounds"])}'
+               f' of {stats["n"]} rounds >= 1')
+    return (f'verdict ({mode_name}): {first} no slower than {second} per '
+            f'FLOP: {answer} ({why})')
+
+
+def report(data):
+    """Print the figures compactly."""
+    s = data['settings']
+    first, second = s['models']
+    models = data['models']
+    where = (models[first].get('device_name') or
+             f'{data["cpus"]} CPUs, threads={s["threads"]}')
+    precision = f'AMP {s["amp_dtype"]}' if s['amp'] else 'fp32'
+    layout = 'channels_last_3d' if s['channels_last'] else 'contiguous'
+    print(f'{first} vs {second} on {s["device"]} ({where}); torch '
+          f'{models[first]["torch"]}, python {data["python"]}; clip '
+          f'{s["frames"]}x{s["size"]}x{s["size"]}, batch {s["batch"]}; '
+          f'{precision}, {layout}'
+          f'{", cudnn.benchmark" if s["cudnn_benchmark"] else ""}'
+          f'{", mkldnn off" if s["no_mkldnn"] else ""}; {s["rounds"]} '
+          f'rounds x {s["steps"]} steps per model after {s["warmup"]} '
+          f'warm-up; load avg {data["load"][0]:.2f} -> {data["load"][1]:.2f};'
+          f' {data["seconds"]:.0f} s')
+    mem = 'peak MB (alloc/reserved)' if s['device'] == 'cuda' else (
+        'peak MB (+MB)')
+    print(f'{"model":<7}{"GFLOPs/clip":>12}{"params M":>10}  {mem}')
+    for name in (first, second):
+        m = models[name]
+        extra = (m['reserved_mb'] if 'reserved_mb' in m else m['delta_mb'])
+        sep = '/' if 'reserved_mb' in m else ' +'
+        print(f'{name:<7}{m["flops"] / 1e9:>12.3f}{m["params"] / 1e6:>10.3f}'
+              f'  {m["peak_mb"]:.0f}{sep}{extra:.0f}')
+    for name in (first, second):
+        m = models[name]
+        if 'cost_flops' in m:
+            same = 'matches' if m['cost_flops'] == m['flops'] else 'DIFFERS'
+            print(f'{name}: compute_cost {m["cost_flops"] / 1e9:.6f} GFLOPs '
+                  f'vs FlopAnalyzer conv+linear {m["flops"] / 1e9:.6f} '
+                  f'-> {same}')
+    for mode_name, mode in data['modes'].items():
+        what = ('forward + backward + SGD step' if mode_name == 'train'
+                else 'forward, inference_mode')
+        print(f'[{mode_name}: {what}]')
+        for name in (first, second):
+            c = mode['clips_s'][name]
+            gf = c['median'] * models[name]['flops'] / 1e9
+            print(f'  {name:<7} clips/s {_interleave.format_spread(c)}; '
+                  f'GFLOPs/s {gf:.3g}')
+        rounds = ' '.join(f'{r:.2f}' for r in mode['ratio_rounds'])
+        print(f'  {first}/{second} clips/s per round: {rounds}')
+        print(f'  {first}/{second} clips/s   '
+              f'{_interleave.format_spread(mode["ratio"])}')
+        print(f'  {first}/{second} GFLOPs/s  '
+              f'{_interleave.format_spread(mode["gflops_ratio"])}')
+        print('  ' + verdict_line(mode_name, mode, first, second))
+        for name, p in mode.get('profile', {}).items():
+            line = (f'  profile {name:<7} step {p["step_ms"]:.1f} ms: 3D convs '
+                    f'{p["conv_ms"]:.1f} ms ({p["conv_ms"] / p["step_ms"]:.0%})'
+                    f', depthwise {p["dw_ms"]:.1f} ms '
+                    f'({p["dw_ms"] / p["step_ms"]:.0%} of the step')
+            if 'kernel_ms' in p and p['kernel_ms'] > 0:
+                line += (f', {p["dw_ms"] / p["kernel_ms"]:.0%} of '
+                         f'{p["kernel_ms"]:.1f} ms GPU kernel time')
+            expected = p['n_depthwise']
+            found = f'{p["dw_forward"]:g} fwd'
+            if mode_name == 'train':
+                found += f' + {p["dw_backward"]:g} bwd'
+            ok = (p['dw_forward'] == expected and (
+                mode_name != 'train' or p['dw_backward'] == expected))
+            line += (f'); depthwise ops/step {found} of {expected} modules'
+                     f'{"" if ok else " MISMATCH"}')
+            print(line)
+    if any('profile' in m for m in data['modes'].values()):
+        print('profile: time of the ops on CPU, of the GPU kernels they '
+              'launched on CUDA; step = wall time of a profiled step')
 
 
 def main(argv=None):
-    """Measure each model in a subprocess and print the comparison."""
+    """Measure both models interleaved and print the comparison."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.worker:
-        worker(args)
-        return 0
-    # Workers get the same options, minus the model list.
-    passed = [a for a in argv if a not in MODELS and a != '--models']
-    load_before = os.getloadavg()[0]
-    results = [
-        summarise(run_worker(name, passed), args.batch)
-        for name in args.models
-    ]
-    print_table(results, args, (load_before, os.getloadavg()[0]))
-    print(verdict(results))
+        return worker_main(args)
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            print(f'error: --device cuda: torch {torch.__version__} sees no '
+                  'CUDA device here; use --device cpu', file=sys.stderr)
+            return 2
+    try:
+        data = summarise(measure(args, argv))
+    except _interleave.WorkerError as e:
+        if e.user_error:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
+        raise
+    report(data)
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(data, f, indent=1)
     return 0
 
 

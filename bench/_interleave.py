@@ -1,0 +1,216 @@
+"""Interleaved comparisons for the benches: persistent workers, rounds, spread.
+
+A bench that compares two things (models, layouts, implementations) on a
+shared machine must not time them one after the other: a load swing during
+one of them decides the result. Here each thing lives in its own long-lived
+worker process, and the parent asks them in turn for a short measurement,
+round after round, swapping the order every round (A B, B A, A B, ...). A
+ratio is formed per round from measurements taken seconds apart, so load that
+comes and goes hits both sides of most rounds alike, and the spread of the
+per-round ratios says how far the result can be trusted.
+
+Parent side: :class:`Worker` (one subprocess speaking JSON lines),
+:func:`interleave` (the rounds), :func:`spread` and :func:`verdict`.
+Worker side: :func:`serve` (the request loop). Benches import this module
+as ``_interleave`` (it sits next to them; scripts run from ``bench/`` find it
+on ``sys.path``).
+"""
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+#: Marks a worker's replies among anything else it prints on stdout.
+REPLY_TAG = 'INTERLEAVE_REPLY '
+
+
+class WorkerError(RuntimeError):
+    """A worker failed; ``user_error`` when the cause is the bench's input
+    (e.g. a batch that does not fit the device), which the bench reports as
+    one ``error:`` line."""
+
+    def __init__(self, message, user_error=False):
+        super().__init__(message)
+        self.user_error = user_error
+
+
+class Worker:
+    """One measurement subprocess, driven by requests (JSON lines on its
+    stdin) and answering each with one tagged JSON line on its stdout.
+
+    Its stderr goes to a temporary file (a pipe nobody reads could fill up
+    and block it), shown when it fails.
+    """
+
+    def __init__(self, name, cmd, cwd=None, env=None):
+        self.name = name
+        self._stderr = tempfile.TemporaryFile(mode='w+')
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            bufsize=1)
+        self._other = []
+
+    def _stderr_tail(self, lines=20):
+        self._stderr.flush()
+        self._stderr.seek(0)
+        text = self._stderr.read().splitlines()
+        return '\n'.join(self._other[-lines:] + text[-lines:])
+
+    def receive(self):
+        """The next reply; raises :class:`WorkerError` if the worker
+        reported an error or died."""
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait()
+                raise WorkerError(
+                    f'{self.name}: worker exited (code {self.proc.returncode})'
+                    f' without replying:\n{self._stderr_tail()}')
+            if line.startswith(REPLY_TAG):
+                reply = json.loads(line[len(REPLY_TAG):])
+                if 'error' in reply:
+                    raise WorkerError(f'{self.name}: {reply["error"]}',
+                                      reply.get('user_error', False))
+                return reply
+            # Libraries may print on stdout; keep it for a failure report.
+            self._other.append(line.rstrip('\n'))
+
+    def request(self, **message):
+        """Send one request and wait for its reply."""
+        try:
+            self.proc.stdin.write(json.dumps(message) + '\n')
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # receive() reports the dead worker with its stderr
+        return self.receive()
+
+    def close(self):
+        """Ask the worker to exit; kill it if it does not within 30 s."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+
+
+def start_workers(names, cmd_of, cwd=None):
+    """One :class:`Worker` per name (``cmd_of(name)`` its command line),
+    started together so that their imports overlap; each must first reply
+    when it is ready."""
+    workers = {}
+    try:
+        for name in names:
+            workers[name] = Worker(name, cmd_of(name), cwd=cwd,
+                                   env=dict(os.environ))
+        ready = {name: w.receive() for name, w in workers.items()}
+    except BaseException:
+        for w in workers.values():
+            w.close()
+        raise
+    return workers, ready
+
+
+def serve(handle):
+    """Worker loop: announce readiness, then answer each request line with
+    ``handle(request)``. A :class:`WorkerError` (or any exception) becomes an
+    error reply, after which the worker exits."""
+
+    def reply(obj):
+        sys.stdout.write(REPLY_TAG + json.dumps(obj) + '\n')
+        sys.stdout.flush()
+
+    try:
+        reply(handle(dict(op='ready')))
+        # readline, not iteration, so that each request is answered as soon
+        # as its line arrives.
+        for line in iter(sys.stdin.readline, ''):
+            if line.strip():
+                reply(handle(json.loads(line)))
+    except WorkerError as e:
+        reply(dict(error=str(e), user_error=e.user_error))
+        return 2
+    except Exception as e:  # noqa: BLE001  (the parent reports it)
+        reply(dict(error=f'{type(e).__name__}: {e}'))
+        raise
+    return 0
+
+
+def interleave(workers, rounds, request):
+    """Run ``rounds`` rounds; in each, ask every worker in turn for
+    ``request`` (a dict), reversing the order every other round so that
+    neither side is always first. Returns one ``{name: reply}`` per round."""
+    names = list(workers)
+    results = []
+    for index in range(rounds):
+        order = names if index % 2 == 0 else names[::-1]
+        results.append({
+            name: workers[name].request(**request) for name in order})
+    return results
+
+
+def spread(values):
+    """Median, quartiles (inclusive method: they stay within the data),
+    min, max and count of ``values``."""
+    values = sorted(values)
+    if len(values) > 1:
+        q1, _, q3 = statistics.quantiles(values, n=4, method='inclusive')
+    else:
+        q1 = q3 = values[0]
+    return dict(median=statistics.median(values), q1=q1, q3=q3,
+                min=values[0], max=values[-1], n=len(values))
+
+
+#: Fewest rounds for which :func:`verdict` answers at all.
+MIN_ROUNDS = 3
+#: From this many rounds on, :func:`verdict` judges by the quartiles (the
+#: middle half of the rounds); below it, by all rounds.
+QUARTILE_ROUNDS = 5
+
+
+def verdict(stats, threshold=1.0):
+    """Which side of ``threshold`` the per-round ratios of ``stats`` (from
+    :func:`spread`) lie on: ``'above'``, ``'below'``, or None when the
+    measurement cannot tell.
+
+    With at least :data:`QUARTILE_ROUNDS` rounds the middle half of them (the
+    quartiles) must lie on one side, so that a round or two disturbed by
+    other processes does not decide; with fewer, every round must; with
+    fewer than :data:`MIN_ROUNDS`, there is no verdict.
+    """
+    if stats['n'] < MIN_ROUNDS:
+        return None
+    low, high = (('q1', 'q3') if stats['n'] >= QUARTILE_ROUNDS
+                 else ('min', 'max'))
+    if not (math.isfinite(stats[low]) and math.isfinite(stats[high])):
+        return None
+    if stats[low] > threshold:
+        return 'above'
+    if stats[high] < threshold:
+        return 'below'
+    return None
+
+
+def verdict_basis(stats):
+    """The words and the range :func:`verdict` judged ``stats`` by, e.g.
+    ``('quartiles', 1.2, 1.4)``."""
+    if stats['n'] >= QUARTILE_ROUNDS:
+        return 'quartiles', stats['q1'], stats['q3']
+    return 'min..max', stats['min'], stats['max']
+
+
+def format_spread(stats, digits=2):
+    """``median [q1..q3] (min..max, n rounds)`` as one short string."""
+    f = f'.{digits}f'
+    return (f'{stats["median"]:{f}} [IQR {stats["q1"]:{f}}..{stats["q3"]:{f}}'
+            f'] (min..max {stats["min"]:{f}}..{stats["max"]:{f}}, '
+            f'{stats["n"]} rounds)')
