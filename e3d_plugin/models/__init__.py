@@ -1,6 +1,12 @@
-"""``nn.Module``s built from structures; importing registers ``E3D``."""
-from .blocks import ConvUnit, ResidualUnit, SqueezeExcitation, build_units
-from .e3d import E3D
+"""``nn.Module``s built from structures; importing registers ``E3D`` and
+``StreamingRecognizer3D``."""
+from .blocks import (CausalConvModule, ConvUnit, ResidualUnit,
+                     SqueezeExcitation, StreamCache, build_units)
+from .e3d import E3D, check_arguments
+from .recognizer import StreamingRecognizer3D, as_streaming
 
-__all__ = ['E3D', 'ConvUnit', 'ResidualUnit', 'SqueezeExcitation',
-           'build_units']
+__all__ = [
+    'E3D', 'ConvUnit', 'ResidualUnit', 'SqueezeExcitation', 'build_units',
+    'CausalConvModule', 'StreamCache', 'StreamingRecognizer3D',
+    'as_streaming', 'check_arguments'
+]

@@ -1,4 +1,6 @@
 """The E3D backbone for mmaction2 recognizers."""
+import inspect
+import os
 from typing import Optional, Sequence, Union
 
 import torch
@@ -10,7 +12,101 @@ from mmengine.model.weight_init import constant_init, kaiming_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..structure import resolve_structure
-from .blocks import ResidualUnit, build_units
+from .blocks import (ResidualUnit, StreamCache, build_units, run_layer,
+                     stream_state_shapes)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _layer_check(name, cfg, build, optional=False):
+    """Raise a one-line error unless ``cfg`` builds a layer that takes an
+    ``(N, 8, T, H, W)`` tensor (so a 2D conv or norm is refused early)."""
+    from mmcv.cnn import (build_activation_layer, build_conv_layer,
+                          build_norm_layer)
+    from mmengine.registry import MODELS as LAYERS
+    if cfg is None and optional:
+        return
+    what = f'a dict with a registered layer type, e.g. {build}'
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'{name} must be {what}; got {cfg!r}')
+    layer_type = cfg['type']
+    if not inspect.isclass(layer_type) and (
+            not isinstance(layer_type, str) or LAYERS.get(layer_type) is None):
+        raise ValueError(
+            f'{name}: unknown layer type {layer_type!r}; use {what}')
+    try:
+        if name == 'conv_cfg':
+            layer = build_conv_layer(cfg, 8, 8, (1, 1, 1))
+        elif name == 'norm_cfg':
+            layer = build_norm_layer(cfg, 8)[1]
+        else:
+            layer = build_activation_layer(cfg)
+        layer.eval()
+        with torch.no_grad():
+            layer(torch.zeros(1, 8, 1, 2, 2))
+    except Exception as e:  # a wrong argument or a 2D layer, named below
+        message = str(e).strip().splitlines()
+        raise ValueError(
+            f'{name}={cfg!r} does not build a layer for 3D (NCTHW) features '
+            f'({type(e).__name__}: {message[-1] if message else ""}); use '
+            f'{what}') from None
+
+
+def check_arguments(arch=None, structure=None, structure_file=None,
+                    out_indices=(-1, ), frozen_stages=-1, norm_eval=False,
+                    with_cp=False, zero_init_residual=True,
+                    conv_cfg=dict(type='Conv3d'),
+                    norm_cfg=dict(type='BN3d', requires_grad=True),
+                    act_cfg=dict(type='ReLU', inplace=True),
+                    channels_last=False, causal=False, init_cfg=None):
+    """Raise ``TypeError`` / ``ValueError`` naming the first :class:`E3D`
+    argument of the wrong type or value, and what it accepts."""
+    if arch is not None and not isinstance(arch, str):
+        raise TypeError(
+            f'arch must be a preset name (a str such as "E3D-S"), got '
+            f'{type(arch).__name__}')
+    if structure is not None and (
+            not isinstance(structure, (list, tuple))
+            or not all(isinstance(b, dict) or hasattr(b, '_fields')
+                       for b in structure)):
+        raise TypeError(
+            'structure must be a list of block dicts (see '
+            'e3d_plugin.structure), got '
+            f'{type(structure).__name__}'
+            + ('' if not isinstance(structure, (list, tuple)) else
+               ' holding ' + ', '.join(sorted({type(b).__name__
+                                               for b in structure}))))
+    if structure_file is not None and not isinstance(
+            structure_file, (str, os.PathLike)):
+        raise TypeError(
+            'structure_file must be a path (str) of a JSON or TinyNAS '
+            f'structure file, got {type(structure_file).__name__}')
+    indices = (out_indices, ) if _is_int(out_indices) else out_indices
+    if not isinstance(indices, (list, tuple)) or not all(
+            _is_int(i) for i in indices):
+        raise TypeError(
+            'out_indices must be an int or a list/tuple of ints (block '
+            f'indices, negative from the end), got {out_indices!r}')
+    if not _is_int(frozen_stages):
+        raise TypeError(
+            'frozen_stages must be an int (-1 freezes nothing), got '
+            f'{frozen_stages!r}')
+    for name, value in (('norm_eval', norm_eval), ('with_cp', with_cp),
+                        ('zero_init_residual', zero_init_residual),
+                        ('channels_last', channels_last),
+                        ('causal', causal)):
+        if not isinstance(value, bool):
+            raise TypeError(
+                f'{name} must be True or False, got {value!r}')
+    _layer_check('conv_cfg', conv_cfg, "dict(type='Conv3d')")
+    _layer_check('norm_cfg', norm_cfg, "dict(type='BN3d')")
+    _layer_check('act_cfg', act_cfg, "dict(type='ReLU')", optional=True)
+    if init_cfg is not None and not isinstance(init_cfg, (dict, list)):
+        raise TypeError(
+            'init_cfg must be a dict or a list of dicts (mmengine init '
+            f'configs), got {type(init_cfg).__name__}')
 
 
 @MODELS.register_module()
@@ -46,6 +142,12 @@ class E3D(BaseModule):
             ``dict(type='BN3d', requires_grad=True)``.
         act_cfg (dict): Activation of blocks without their own ``act``.
             Defaults to ``dict(type='ReLU', inplace=True)``.
+        causal (bool): Temporal padding only on the past side (``kt - 1``
+            frames before, none after) and squeeze-excitation pooled as a
+            running mean over time, so that the output at frame ``t``
+            depends only on frames ``0..t``; enables :meth:`init_stream` /
+            :meth:`stream_step`. Same convs, so same FLOPs, parameters and
+            score. Defaults to False.
         channels_last (bool): Keep weights and activations in the
             ``channels_last_3d`` memory format. About 2x faster training of
             E3D-M on CPU (``bench/backbone_speed.py``); measure before using
@@ -69,7 +171,12 @@ class E3D(BaseModule):
                  norm_cfg: dict = dict(type='BN3d', requires_grad=True),
                  act_cfg: dict = dict(type='ReLU', inplace=True),
                  channels_last: bool = False,
+                 causal: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None):
+        check_arguments(arch, structure, structure_file, out_indices,
+                        frozen_stages, norm_eval, with_cp, zero_init_residual,
+                        conv_cfg, norm_cfg, act_cfg, channels_last, causal,
+                        init_cfg)
         super().__init__(init_cfg=init_cfg)
         if arch is None and structure is None and structure_file is None:
             arch = 'E3D-M'
@@ -102,12 +209,18 @@ class E3D(BaseModule):
         self.conv_cfg = conv_cfg
         self.norm_cfg = norm_cfg
         self.act_cfg = act_cfg
+        self.causal = causal
 
         # Blocks after the last returned one would never get a gradient.
         self._last_index = self.out_indices[-1]
         self.blocks = nn.ModuleList(
-            build_units(block, conv_cfg, norm_cfg, act_cfg, with_cp)
+            build_units(block, conv_cfg, norm_cfg, act_cfg, with_cp, causal)
             for block in self.structure[:self._last_index + 1])
+        # A streaming state is keyed by the names of the modules keeping it.
+        for name, module in self.named_modules():
+            if hasattr(module, 'stream_key') and (
+                    causal and getattr(module, 'causal', True)):
+                module.stream_key = name
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last_3d)
@@ -165,3 +278,79 @@ class E3D(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
+
+    def _check_stream(self):
+        if not self.causal:
+            raise ValueError(
+                'streaming needs a causal backbone: build E3D with '
+                'causal=True (model.backbone.causal=True)')
+
+    def init_stream(self, batch_size, image_size=None, device=None,
+                    dtype=None):
+        """The state at the start of a stream, for :meth:`stream_step`.
+
+        A dict of tensors keyed by module name: ``'frames'`` (frames seen,
+        shape ``(1, )``), for each temporal conv the last ``kt - 1`` input
+        frames ``(N, C_in, kt - 1, H, W)``, for each squeeze-excitation the
+        running sum of its pooled input ``(N, C, 1, 1, 1)``. Without
+        ``image_size`` (``(H, W)`` of the frames) only ``'frames'`` is
+        there and the buffers start as zeros at the first step; with it,
+        every buffer is allocated now (zeros), e.g. to export the step.
+        """
+        self._check_stream()
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(
+                f'batch_size must be a positive int, got {batch_size!r}')
+        param = next(self.parameters())
+        device = param.device if device is None else device
+        dtype = param.dtype if dtype is None else dtype
+        state = {'frames': torch.zeros(1, device=device, dtype=dtype)}
+        if image_size is not None:
+            for key, shape in self.stream_state_shapes(
+                    batch_size, image_size).items():
+                state[key] = torch.zeros(shape, device=device, dtype=dtype)
+        return state
+
+    def stream_state_shapes(self, batch_size, image_size):
+        """Shapes of the buffers of a stream of ``image_size`` frames."""
+        height, width = image_size
+        shapes = {}
+        for block in self.blocks:
+            for unit in block:
+                unit_shapes, (height, width) = stream_state_shapes(
+                    unit, batch_size, height, width)
+                shapes.update(unit_shapes)
+        return shapes
+
+    def stream_step(self, x, state):
+        """Run a chunk of new frames ``x`` (``(N, C, t, H, W)``, any
+        ``t >= 1``) through the causal backbone.
+
+        Returns ``(feats, new_state)``: ``feats`` as :meth:`forward` returns
+        them, for the ``t`` new frames only, equal to the whole clip's
+        outputs at those frames; ``new_state`` is a new dict (``state`` is
+        not changed). In eval mode, chunks of any size give the outputs of
+        the whole clip.
+        """
+        self._check_stream()
+        if not isinstance(x, torch.Tensor) or x.dim() != 5 or x.shape[2] < 1:
+            raise ValueError(
+                'stream_step expects a chunk of frames (N, C, t, H, W) with '
+                f't >= 1, got {getattr(x, "shape", type(x).__name__)}')
+        if not isinstance(state, dict) or 'frames' not in state:
+            raise ValueError(
+                "state must be the dict init_stream() or the previous "
+                "stream_step() returned (it holds 'frames')")
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        cache = StreamCache(state, state['frames'])
+        outs = []
+        for index, block in enumerate(self.blocks):
+            for unit in block:
+                x = run_layer(unit, x, cache)
+            if index in self.out_indices:
+                outs.append(x)
+        new_state = {'frames': state['frames'] + x.shape[2]}
+        new_state.update(cache.new_state)
+        feats = outs[0] if len(outs) == 1 else tuple(outs)
+        return feats, new_state

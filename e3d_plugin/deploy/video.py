@@ -1,0 +1,82 @@
+"""Decode a video into the frames a config's model expects.
+
+Frames are taken every ``frame_interval``-th (the config's sampling step)
+and go through the spatial transforms of the config's validation pipeline
+(its resize and centre crop), decoded by mmaction2's own ``DecordInit`` /
+``DecordDecode``; the result is raw pixels ``(1, C, T, H, W)``, as the
+pipeline's ``FormatShape`` gives them to the data preprocessor.
+"""
+import os.path as osp
+
+import numpy as np
+import torch
+
+from .errors import DeployError
+
+# Pipeline steps that sample, decode, format or pack: everything else in a
+# validation pipeline is a spatial transform applied to each frame.
+_NOT_SPATIAL = ('Init', 'Sample', 'Decode', 'FormatShape', 'Pack')
+
+
+def spatial_steps(cfg):
+    """The spatial transforms (resize, crop, ...) of the config's
+    validation (or test) pipeline, as config dicts."""
+    for split in ('val', 'test'):
+        pipeline = ((cfg.get(f'{split}_dataloader') or {}).get('dataset')
+                    or {}).get('pipeline')
+        if pipeline:
+            steps = []
+            for step in pipeline:
+                if any(word in step['type'] for word in _NOT_SPATIAL):
+                    continue
+                if step['type'] in ('ThreeCrop', 'TenCrop'):
+                    # one view per frame: the centre crop of the same size
+                    step = dict(type='CenterCrop',
+                                crop_size=step['crop_size'])
+                steps.append(dict(step))
+            return steps
+    raise DeployError(
+        'the config has no val_dataloader / test_dataloader pipeline to '
+        'take the resize and crop from')
+
+
+def read_video(cfg, path, frame_interval=1, max_frames=None):
+    """Frames of the video at ``path`` as raw pixels ``(1, 3, T, H, W)``
+    (float32), every ``frame_interval``-th frame from the first, at most
+    ``max_frames`` of them."""
+    from mmaction.registry import TRANSFORMS
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmaction'))
+    if not isinstance(path, str) or not osp.isfile(path):
+        raise DeployError(f"video '{path}' does not exist")
+    if not isinstance(frame_interval, int) or frame_interval < 1:
+        raise DeployError(
+            f'frame_interval must be a positive int, got {frame_interval!r}')
+    results = dict(filename=path, start_index=0, modality='RGB')
+    try:
+        results = TRANSFORMS.build(dict(type='DecordInit'))(results)
+    except Exception as e:  # decord raises its own error kinds
+        raise DeployError(
+            f"cannot decode video '{path}' ({type(e).__name__}: {e})"
+        ) from None
+    indices = np.arange(0, results['total_frames'], frame_interval)
+    if max_frames is not None:
+        indices = indices[:max_frames]
+    if not len(indices):
+        raise DeployError(f"video '{path}' has no frames")
+    results.update(frame_inds=indices, clip_len=len(indices),
+                   frame_interval=frame_interval, num_clips=1)
+    steps = [dict(type='DecordDecode')] + spatial_steps(cfg) + [
+        dict(type='FormatShape', input_format='NCTHW')
+    ]
+    try:
+        for step in steps:
+            results = TRANSFORMS.build(step)(results)
+    except Exception as e:  # decode or transform failure: name the file
+        raise DeployError(
+            f"cannot decode video '{path}' ({type(e).__name__}: {e})"
+        ) from None
+    return torch.from_numpy(np.ascontiguousarray(results['imgs'][:1])).float()
+
+
+__all__ = ['read_video', 'spatial_steps']
