@@ -1,0 +1,81 @@
+"""The append-only JSON-lines file of a rank study's finished runs.
+
+Each run appends one whole line with a single ``os.write`` on an
+``O_APPEND`` descriptor, then ``fsync``: a kill leaves every earlier line
+intact and at most one half-written last line, which :func:`read_results`
+drops (and cuts off the file, so that the next line starts clean).
+"""
+import json
+import os
+
+
+def append_result(path, record):
+    """Append ``record`` (a JSON-ready dict) to ``path`` as one line."""
+    line = (json.dumps(record, sort_keys=True) + '\n').encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):  # a disk-full short write: leave no part
+            raise OSError(f'{path}: wrote {written} of {len(line)} bytes')
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _cut(path, keep):
+    """Rewrite ``path`` with its first ``keep`` bytes (tmp + rename)."""
+    with open(path, 'rb') as f:
+        data = f.read(keep)
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'wb') as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_results(path, repair=True):
+    """The records of ``path`` (an empty list when it does not exist) and
+    notes on lines that were dropped.
+
+    A last line without its newline is a write a kill interrupted; with
+    ``repair`` it is cut off the file. A complete line that is not a JSON
+    object is skipped with a note.
+    """
+    notes = []
+    if not os.path.exists(path):
+        return [], notes
+    with open(path, 'rb') as f:
+        data = f.read()
+    if data and not data.endswith(b'\n'):
+        keep = data.rfind(b'\n') + 1
+        notes.append(f'{path}: dropped a half-written last line '
+                     f'({len(data) - keep} bytes)')
+        data = data[:keep]
+        if repair:
+            _cut(path, keep)
+    records = []
+    for number, line in enumerate(data.decode(errors='replace').split('\n'),
+                                  1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError('not an object')
+        except ValueError:
+            notes.append(f'{path}:{number}: not a JSON record, skipped')
+            continue
+        records.append(record)
+    return records, notes
+
+
+def finished_runs(records):
+    """``{(arch, seed): record}`` of the runs whose latest record is
+    ``done``."""
+    latest = {}
+    for record in records:
+        key = (record.get('arch'), record.get('seed'))
+        latest[key] = record
+    return {key: record for key, record in latest.items()
+            if record.get('status') == 'done'}

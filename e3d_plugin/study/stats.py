@@ -1,0 +1,123 @@
+"""Rank statistics of a rank study, from ``scipy.stats``.
+
+Kendall's tau-b (``kendalltau``, ties handled), Spearman's rho
+(``spearmanr``, average ranks for ties) and percentile bootstrap intervals
+(``bootstrap`` with ``paired=True``: architectures are resampled with their
+proxy value and accuracy together). A case where a rank correlation is not
+defined (fewer than 3 architectures, a constant proxy or accuracy) gives NaN
+and a ``note`` saying why, never an exception.
+"""
+import math
+import warnings
+
+import numpy as np
+
+#: Fewest architectures a correlation is computed for.
+MIN_ARCHS = 3
+
+
+def _tau(x, y):
+    from scipy.stats import kendalltau
+    return kendalltau(x, y).statistic
+
+
+def _rho(x, y):
+    from scipy.stats import spearmanr
+    return spearmanr(x, y).statistic
+
+
+def _degenerate(x, y, labels):
+    """Why a rank correlation of ``x`` and ``y`` is undefined, or None."""
+    if len(x) < MIN_ARCHS:
+        return f'{len(x)} architectures; at least {MIN_ARCHS} are needed'
+    for values, label in zip((x, y), labels):
+        if np.all(values == values[0]):
+            return f'the {label} is the same for every architecture'
+    return None
+
+
+def _interval(x, y, statistic, n_resamples, confidence, seed):
+    """Percentile bootstrap interval of ``statistic(x, y)`` (NaN where the
+    resamples leave it undefined)."""
+    from scipy.stats import bootstrap
+
+    def guarded(a, b):
+        # a resample may repeat one architecture only: undefined, not 0
+        if np.all(a == a[0]) or np.all(b == b[0]):
+            return math.nan
+        return statistic(a, b)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        result = bootstrap((x, y), guarded, paired=True, vectorized=False,
+                           n_resamples=n_resamples,
+                           confidence_level=confidence, method='percentile',
+                           rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return [float(low), float(high)]
+
+
+def rank_correlation(x, y, n_resamples=2000, confidence=0.95, seed=0,
+                     labels=('proxy', 'accuracy')):
+    """Kendall tau-b and Spearman rho of ``x`` against ``y`` with bootstrap
+    intervals (``n_resamples`` paired resamples drawn with ``seed``).
+    Pairs with a NaN are left out; ``labels`` name ``x`` and ``y`` in the
+    note of a degenerate case.
+
+    Returns:
+        dict: ``n``, ``kendall_tau``, ``kendall_tau_ci`` (``[low, high]``),
+        ``spearman_rho``, ``spearman_rho_ci`` and ``note`` (None, or why the
+        values are NaN). An interval is NaN when some resamples leave the
+        statistic undefined (e.g. many tied accuracies in a small sample).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(
+            f'rank_correlation needs two 1-D arrays of one length, got '
+            f'shapes {x.shape} and {y.shape}')
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    result = dict(n=int(len(x)), kendall_tau=math.nan,
+                  kendall_tau_ci=[math.nan, math.nan],
+                  spearman_rho=math.nan,
+                  spearman_rho_ci=[math.nan, math.nan], note=None)
+    reason = _degenerate(x, y, labels)
+    if reason is not None:
+        result['note'] = reason
+        return result
+    result['kendall_tau'] = float(_tau(x, y))
+    result['spearman_rho'] = float(_rho(x, y))
+    result['kendall_tau_ci'] = _interval(x, y, _tau, n_resamples,
+                                         confidence, seed)
+    result['spearman_rho_ci'] = _interval(x, y, _rho, n_resamples,
+                                          confidence, seed)
+    if any(math.isnan(v) for v in result['kendall_tau_ci'] +
+           result['spearman_rho_ci']):
+        result['note'] = ('some bootstrap resamples hold one proxy value or '
+                          'one accuracy only; no interval')
+    return result
+
+
+def trained_rank(proxy, accuracy):
+    """1-based rank by ``accuracy`` (1 = most accurate; ties share the best
+    rank) of the architecture with the highest ``proxy`` (the first of
+    equal ones), or None for an empty sample."""
+    from scipy.stats import rankdata
+    proxy = np.asarray(proxy, dtype=float)
+    accuracy = np.asarray(accuracy, dtype=float)
+    if not len(proxy):
+        return None
+    ranks = rankdata(-accuracy, method='min')
+    return int(ranks[int(np.argmax(proxy))])
+
+
+def top_k_overlap(proxy, accuracy, k):
+    """How many of the ``k`` architectures with the highest ``proxy`` are
+    among the ``k`` most accurate (ties broken by position, first wins)."""
+    proxy = np.asarray(proxy, dtype=float)
+    accuracy = np.asarray(accuracy, dtype=float)
+    k = min(int(k), len(proxy))
+    by_proxy = set(np.argsort(-proxy, kind='stable')[:k].tolist())
+    by_accuracy = set(np.argsort(-accuracy, kind='stable')[:k].tolist())
+    return len(by_proxy & by_accuracy)

@@ -1,0 +1,129 @@
+"""Does a higher STEntr-Score mean a better trained network? Rank study.
+
+    python tools/rank_study.py SEARCH_CONFIG --train-config TRAIN_CONFIG
+        [--num-archs N] [--seeds S] [--work-dir DIR] [--resume]
+        [--report-only] [--gpus G] [--seed N] [--num-candidates N]
+        [--cfg-options k=v ...] [--train-cfg-options k=v ...]
+
+Draws N distinct structures of SEARCH_CONFIG's space within its budgets
+(spread over the STEntr-Score range, at least half near the FLOPs budget,
+always the search's best and its starting structure), trains each with
+TRAIN_CONFIG (an mmaction2 config with an ``E3D`` backbone; the backbone's
+structure and the head's ``in_channels`` are replaced) for S seeds, each run
+in its own ``tools/train.py`` process, and reports Kendall tau and Spearman
+rho of every proxy (STEntr-Score, STEntr-Score without refinement, FLOPs,
+params, layers, RandomScore) against the mean final validation top-1, with
+bootstrap intervals, for the whole sample and the near-budget band, next to
+the seed-noise ceiling.
+
+``--cfg-options`` apply to the search config, ``--train-cfg-options`` to
+every training run. ``--resume`` continues a stopped study without
+retraining finished runs; ``--report-only`` remakes the report from the
+results so far. The work dir receives ``study_plan.json``,
+``results.jsonl``, ``runs/``, ``rank_study.json``, ``rank_study.csv`` and
+``rank_study.png``; the table goes to stdout, progress to stderr.
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
+
+
+def _options_action():
+    """mmengine's ``DictAction`` that reports an item without ``=`` as a
+    usage error instead of a traceback."""
+    from mmengine.config import DictAction
+
+    class Options(DictAction):
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            bad = [v for v in values if '=' not in v]
+            if bad:
+                parser.error(f'{option_string}: {bad[0]!r} is not key=value')
+            super().__call__(parser, namespace, values, option_string)
+
+    return Options
+
+
+def parse_args(argv=None):
+    """Command-line arguments."""
+    DictAction = _options_action()
+    parser = _Parser(description='Rank correlation of training-free '
+                     'proxies with trained accuracy')
+    parser.add_argument('config', help='search config (space and budgets)')
+    parser.add_argument('--train-config', required=True,
+                        help='mmaction2 training config with an E3D backbone')
+    parser.add_argument('--num-archs', type=int, default=16,
+                        help='architectures to train (default 16)')
+    parser.add_argument('--seeds', type=int, default=2,
+                        help='training seeds per architecture (default 2)')
+    parser.add_argument('--work-dir', help='where the study goes')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue the study in the work dir')
+    parser.add_argument('--report-only', action='store_true',
+                        help='only remake the report from the results')
+    parser.add_argument('--gpus', type=int, default=0,
+                        help='trainings at once, one per GPU (default 0: '
+                        'one at a time on the default device)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the sample and the random baseline')
+    parser.add_argument('--num-candidates', type=int,
+                        help="override the search's candidates (it finds the "
+                        'best structure of the sample)')
+    parser.add_argument('--metric', default='acc/top1',
+                        help='validation metric (default acc/top1)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override search config settings')
+    parser.add_argument('--train-cfg-options', nargs='+', action=DictAction,
+                        help='override training config settings of every '
+                        'run')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Entry point; returns the exit code (2: a bad input, 1: runs
+    failed)."""
+    args = parse_args(argv)
+    from e3d_plugin.study import RankStudy, StudyError, format_table
+    work_dir = args.work_dir or osp.join(
+        './work_dirs',
+        'rank_study_' + osp.splitext(osp.basename(args.config))[0])
+    try:
+        if args.gpus:
+            import torch
+            available = torch.cuda.device_count()
+            if available < args.gpus:
+                raise StudyError(
+                    f'--gpus {args.gpus}: this machine has {available} CUDA '
+                    'devices; lower --gpus (0 trains on the default device)')
+        study = RankStudy(
+            args.config, args.train_config, work_dir,
+            num_archs=args.num_archs, seeds=args.seeds, seed=args.seed,
+            cfg_options=args.cfg_options,
+            train_cfg_options=args.train_cfg_options, gpus=args.gpus,
+            resume=args.resume, metric=args.metric,
+            num_candidates=args.num_candidates)
+        study.prepare(report_only=args.report_only)
+        if not args.report_only:
+            study.train()
+        report = study.report()
+    except StudyError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(format_table(report))
+    print(f'results in {work_dir}')
+    failed = study.failed()
+    if failed and not args.report_only:
+        for arch, seed, reason in failed:
+            print(f'error: run {arch} seed {seed} failed: {reason}',
+                  file=sys.stderr)
+        print(f'error: {len(failed)} runs have no result; rerun with '
+              '--resume to retry them', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
