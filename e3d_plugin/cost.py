@@ -16,14 +16,24 @@ What is counted, for one clip of ``frames x H x W`` (batch 1):
   ``res`` unit, 3 per ``btn`` / ``dwbtn`` unit (SE convs excluded), the depth
   the published E3D budgets use.
 
-Convs pad ``(kt // 2, k // 2, k // 2)`` with stride ``(1, s, s)``, so a stride
-2 conv maps ``H`` to ``ceil(H / 2)``; the temporal length never changes.
+The sizes come from :func:`e3d_plugin.units.iter_units`, the walk over a
+structure's units that the latency table and the search space use too: a
+stride-2 conv maps ``H`` to ``ceil(H / 2)``
+(:func:`~e3d_plugin.units.conv_output_size`); the temporal length never
+changes. :func:`analyze_cost` sums the cost of every unit of that walk;
+:func:`compute_cost`, which the search calls once per candidate, is a fast
+path doing the same per block (tests check that both agree on many random
+structures and odd clip sizes).
 """
 from typing import List, NamedTuple, Tuple, Union
 
 from .structure import Structure, se_width
+from .units import conv_output_size, image_hw, iter_units
 
 ImageSize = Union[int, Tuple[int, int]]
+
+#: ``(height, width)`` of an image size (kept under its old name).
+_hw = image_hw
 
 
 class Cost(NamedTuple):
@@ -55,13 +65,6 @@ class CostReport(NamedTuple):
     layers: int
 
 
-def _hw(image_size):
-    if isinstance(image_size, int):
-        return image_size, image_size
-    height, width = image_size
-    return int(height), int(width)
-
-
 def _unit(kind, cin, cout, k, kt, btn, se, in_pixels, out_pixels):
     """FLOPs and params of one unit; ``*_pixels`` are ``T * H * W``."""
     kk = kt * k * k
@@ -84,11 +87,25 @@ def _unit(kind, cin, cout, k, kt, btn, se, in_pixels, out_pixels):
     return flops, params
 
 
+def unit_cost(unit):
+    """FLOPs and params of the ``unit.count`` units of a
+    :class:`~e3d_plugin.units.Unit` record."""
+    t, h, w = unit.in_size
+    out_t, out_h, out_w = unit.out_size
+    flops, params = _unit(unit.kind, unit.in_channels, unit.out_channels,
+                          unit.kernel, unit.kernel_t, unit.bottleneck,
+                          unit.se, t * h * w, out_t * out_h * out_w)
+    return flops * unit.count, params * unit.count
+
+
 def _block(block, frames, height, width):
-    """Cost of a block at input ``(frames, height, width)``."""
+    """Cost of a block at input ``(frames, height, width)`` (the fast path
+    of :func:`~e3d_plugin.units.block_units` followed by
+    :func:`unit_cost`)."""
+    # Unpacked at once: as fast as a slice, faster than 8 attribute reads.
     kind, cin, cout, k, kt, s, depth, btn, se, _ = block
-    out_h = (height - 1) // s + 1
-    out_w = (width - 1) // s + 1
+    out_h = conv_output_size(height, s)
+    out_w = conv_output_size(width, s)
     out_pixels = frames * out_h * out_w
     flops, params = _unit(kind, cin, cout, k, kt, btn, se,
                           frames * height * width, out_pixels)
@@ -102,8 +119,9 @@ def _block(block, frames, height, width):
 
 def compute_cost(structure: Structure, image_size: ImageSize = 224,
                  frames: int = 16) -> Cost:
-    """FLOPs, params and layers of ``structure`` for one clip (fast path)."""
-    height, width = _hw(image_size)
+    """FLOPs, params and layers of ``structure`` for one clip (fast path;
+    equal to :func:`analyze_cost`'s totals)."""
+    height, width = image_hw(image_size)
     flops = params = layers = 0
     for block in structure:
         f, p, height, width = _block(block, frames, height, width)
@@ -115,25 +133,29 @@ def compute_cost(structure: Structure, image_size: ImageSize = 224,
 
 def analyze_cost(structure: Structure, image_size: ImageSize = 224,
                  frames: int = 16) -> CostReport:
-    """Per-block costs with output shapes, and the totals."""
-    height, width = _hw(image_size)
+    """Per-block costs with output shapes, and the totals: the sum of
+    :func:`unit_cost` over :func:`~e3d_plugin.units.iter_units`."""
     rows = []
-    for index, block in enumerate(structure):
-        f, p, height, width = _block(block, frames, height, width)
-        rows.append(
-            BlockCost(index, block.kind,
-                      (block.out_channels, frames, height, width), f, p,
-                      block.layers))
-    return CostReport((structure.in_channels, frames) + _hw(image_size), rows,
-                      sum(r.flops for r in rows), sum(r.params for r in rows),
+    for unit in iter_units(structure, image_size, frames):
+        flops, params = unit_cost(unit)
+        if unit.unit_index == 0:
+            rows.append(
+                BlockCost(unit.block_index, unit.kind,
+                          (unit.out_channels, ) + unit.out_size, flops,
+                          params, unit.layers))
+        else:
+            row = rows[-1]
+            rows[-1] = row._replace(flops=row.flops + flops,
+                                    params=row.params + params,
+                                    layers=row.layers + unit.layers)
+    return CostReport((structure.in_channels, frames) + image_hw(image_size),
+                      rows, sum(r.flops for r in rows),
+                      sum(r.params for r in rows),
                       sum(r.layers for r in rows))
 
 
 def output_shape(structure: Structure, image_size: ImageSize = 224,
                  frames: int = 16):
     """Shape ``(C, T, H, W)`` of the backbone output for one clip."""
-    height, width = _hw(image_size)
-    for block in structure:
-        height = (height - 1) // block.stride + 1
-        width = (width - 1) // block.stride + 1
-    return structure.out_channels, frames, height, width
+    *_, last = iter_units(structure, image_size, frames)
+    return (last.out_channels, ) + last.out_size

@@ -41,19 +41,33 @@ TinyNAS text files (the format of the published E3D structures, a Python
 literal ``{'best_structures': [[block, ...]], ...}``) are read with
 :func:`ast.literal_eval`; ``Conv3DKXBNRELU`` maps to ``conv`` and
 ``SuperRes3DK1DWK1`` / ``Res3DK1DWK1`` to ``dwbtn``.
+
+Reading a file is guarded, since structure files come from anywhere: a file
+larger than :data:`MAX_STRUCTURE_BYTES` (1 MiB; ``max_bytes``) is refused
+before it is read, a text nested deeper than :data:`MAX_NESTING` levels
+before it is parsed; directories, devices, paths with a NUL byte, non-UTF-8
+and empty files, and values of the wrong type (a list where a name belongs,
+``"24"``, ``24.0`` or ``true`` where a width belongs, NaN) each fail with
+one :class:`StructureError` line naming the file, block and field.
+
+Preset names (:data:`~e3d_plugin.presets.PRESETS`) are resolved here; the
+``presets`` package is data only and imports nothing from this module.
 """
 import ast
+import functools
 import json
 import os
 import os.path as osp
+import re
+import stat
 from typing import Iterable, NamedTuple, Optional
 
-KINDS = ('conv', 'res', 'btn', 'dwbtn')
-RESIDUAL_KINDS = ('res', 'btn', 'dwbtn')
-BOTTLENECK_KINDS = ('btn', 'dwbtn')
-ACTIVATIONS = ('relu', 'swish')
-#: Convs on the main path of one unit of each kind.
-CONVS_PER_UNIT = {'conv': 1, 'res': 2, 'btn': 3, 'dwbtn': 3}
+from .checks import is_int, is_number, short_repr
+from .presets import PRESETS, preset_path
+# The unit rules live in one place; they are re-exported here because this
+# is where a structure's fields are documented.
+from .units import (ACTIVATIONS, BOTTLENECK_KINDS, CONVS_PER_UNIT,  # noqa
+                    KINDS, RESIDUAL_KINDS)
 
 TINYNAS_CLASSES = {
     'Conv3DKXBNRELU': 'conv',
@@ -83,6 +97,22 @@ _KEYS = {
 
 class StructureError(ValueError):
     """A structure, or the file holding one, is not usable."""
+
+
+#: Largest structure file (bytes) -- or text (characters) -- read by
+#: default, checked before anything is read or parsed. The published
+#: structures take about 1 kB; a 100-block JSON file about 20 kB.
+MAX_STRUCTURE_BYTES = 1 << 20
+#: Deepest bracket nesting a structure text may have (the formats need 4:
+#: ``{'best_structures': [[{...}]]}``); checked before parsing, so a file
+#: nested thousands of levels deep costs a scan, not a crash of the parser.
+MAX_NESTING = 32
+
+
+def _label(kind):
+    """A block kind for messages: the name, or a short repr of a non-name."""
+    return kind if isinstance(kind, str) and len(kind) <= 40 else short_repr(
+        kind, 40)
 
 
 class Block(NamedTuple):
@@ -125,17 +155,19 @@ class Block(NamedTuple):
 
     @classmethod
     def from_dict(cls, data, index=0):
-        """Build a block from a JSON / config dict, checking its keys."""
+        """Build a block from a JSON / config dict, checking its keys (the
+        values are checked by :func:`check_block`)."""
         if not isinstance(data, dict):
             raise StructureError(
                 f'block {index}: expected a dict, got {type(data).__name__}')
         data = dict(data)
         if 'kind' not in data and 'class' in data:
             name = data.pop('class')
-            if name not in TINYNAS_CLASSES:
+            if not isinstance(name, str) or name not in TINYNAS_CLASSES:
                 raise StructureError(
-                    f"block {index}: unknown TinyNAS class '{name}'; "
-                    f'supported: {", ".join(TINYNAS_CLASSES)}')
+                    f'block {index}: unknown TinyNAS class '
+                    f'{short_repr(name)}; supported: '
+                    f'{", ".join(TINYNAS_CLASSES)}')
             data['kind'] = TINYNAS_CLASSES[name]
             for key in _TINYNAS_IGNORED:
                 data.pop(key, None)
@@ -143,18 +175,20 @@ class Block(NamedTuple):
             raise StructureError(
                 f"block {index}: missing field 'kind' (one of "
                 f'{", ".join(KINDS)})')
-        unknown = sorted(set(data) - set(_KEYS))
+        # Keys from a TinyNAS literal may be numbers or tuples: no sorting.
+        unknown = [key for key in data if key not in _KEYS]
         if unknown:
             raise StructureError(
-                f"block {index}: unknown field '{unknown[0]}'; allowed "
-                f'fields: {", ".join(_KEYS)}')
+                f'block {index}: unknown field {short_repr(unknown[0])}; '
+                f'allowed fields: {", ".join(_KEYS)}')
+        kind = _label(data['kind'])
         for key in ('in', 'out', 'k'):
             if key not in data:
                 raise StructureError(
-                    f"block {index} ({data['kind']}): missing field '{key}'")
+                    f"block {index} ({kind}): missing field '{key}'")
         if data['kind'] in BOTTLENECK_KINDS and 'btn' not in data:
             raise StructureError(
-                f"block {index} ({data['kind']}): missing field 'btn' (the "
+                f"block {index} ({kind}): missing field 'btn' (the "
                 'bottleneck width)')
         return cls(**{_KEYS[key]: value for key, value in data.items()})
 
@@ -172,53 +206,57 @@ def se_width(channels, ratio, divisor=8):
     return hidden
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_block(block, index=0):
-    """Raise :class:`StructureError` for the first fault of one block."""
+    """Raise :class:`StructureError` for the first fault of one block.
+
+    Numbers must be of their type: ``24.0``, ``'24'`` and ``true`` are not
+    widths; NaN and infinity are refused everywhere."""
     kind = block.kind
+    if not isinstance(kind, str):
+        raise StructureError(
+            f"block {index}: field 'kind' must be a block kind name (one of "
+            f'{", ".join(KINDS)}), got {short_repr(kind)}')
     if kind not in KINDS:
         raise StructureError(
-            f"block {index}: unknown block kind '{kind}'; choose one of "
-            f'{", ".join(KINDS)}')
+            f'block {index}: unknown block kind {short_repr(kind)}; choose '
+            f'one of {", ".join(KINDS)}')
     where = f'block {index} ({kind})'
     widths = [('in', block.in_channels), ('out', block.out_channels)]
     if kind in BOTTLENECK_KINDS:
         widths.append(('btn', block.bottleneck))
-    elif block.bottleneck:
+    elif not (is_int(block.bottleneck) and block.bottleneck == 0):
         raise StructureError(
             f"{where}: field 'btn' only applies to btn and dwbtn blocks; "
             'remove it')
     for key, value in widths:
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             raise StructureError(
                 f"{where}: field '{key}' must be a positive integer width, "
-                f'got {value!r}')
+                f'got {short_repr(value)}')
     for key, value in (('k', block.kernel), ('kt', block.kernel_t)):
-        if not _is_int(value) or value < 1 or value % 2 == 0:
+        if not is_int(value) or value < 1 or value % 2 == 0:
             raise StructureError(
                 f"{where}: field '{key}' must be an odd positive kernel size "
-                f'(1, 3, 5, ...), got {value!r}')
-    if not _is_int(block.stride) or block.stride not in (1, 2):
+                f'(1, 3, 5, ...), got {short_repr(value)}')
+    if not is_int(block.stride) or block.stride not in (1, 2):
         raise StructureError(
             f"{where}: field 's' (spatial stride) must be 1 or 2, got "
-            f'{block.stride!r}')
-    if not _is_int(block.depth) or block.depth < 1:
+            f'{short_repr(block.stride)}')
+    if not is_int(block.depth) or block.depth < 1:
         raise StructureError(
             f"{where}: field 'L' (number of units) must be an integer >= 1, "
-            f'got {block.depth!r}')
+            f'got {short_repr(block.depth)}')
     se = block.se
-    if isinstance(se, bool) or not isinstance(se, (int, float)) or not (
-            0 <= se <= 1):
+    if not is_number(se) or not 0 <= se <= 1:
         raise StructureError(
             f"{where}: field 'se' (squeeze-excitation ratio) must be a number "
-            f'in [0, 1], 0 for none, got {se!r}')
-    if block.act is not None and block.act not in ACTIVATIONS:
+            f'in [0, 1], 0 for none, got {short_repr(se)}')
+    act = block.act
+    if act is not None and (not isinstance(act, str)
+                            or act not in ACTIVATIONS):
         raise StructureError(
             f"{where}: field 'act' must be one of {', '.join(ACTIVATIONS)} "
-            f'or null, got {block.act!r}')
+            f'or null, got {short_repr(act)}')
 
 
 class Structure(tuple):
@@ -316,13 +354,14 @@ def _unwrap(data, source):
         fmt = data.get('format', JSON_FORMAT)
         if fmt != JSON_FORMAT:
             raise StructureError(
-                f"{source}: field 'format' is {fmt!r}, expected "
+                f"{source}: field 'format' is {short_repr(fmt)}, expected "
                 f'{JSON_FORMAT!r}')
         version = data.get('version', JSON_VERSION)
-        if version != JSON_VERSION:
+        # type(...) is int: true and 1.0 are equal to 1 but are not versions
+        if type(version) is not int or version != JSON_VERSION:
             raise StructureError(
-                f"{source}: field 'version' is {version!r}; this plugin reads "
-                f'version {JSON_VERSION}')
+                f"{source}: field 'version' is {short_repr(version)}; this "
+                f'plugin reads version {JSON_VERSION}')
         return data['blocks']
     if 'best_structures' in data:
         best = data['best_structures']
@@ -338,70 +377,182 @@ def _unwrap(data, source):
         'found')
 
 
-def parse_structure(text, source='<string>'):
-    """Parse JSON or TinyNAS text (a Python literal, never ``eval``-ed)."""
+# A bracket, or a quoted string (skipped, so brackets in names do not count).
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|' r"'(?:[^'\\\n]|\\.)*'|[\[\]{}()]")
+_NESTING_STEP = {'[': 1, '{': 1, '(': 1, ']': -1, '}': -1, ')': -1}
+
+
+def _check_nesting(text, source):
+    """Refuse a text nested deeper than :data:`MAX_NESTING` before a parser
+    recurses into it (json and ast would raise RecursionError or
+    MemoryError, or crash)."""
+    depth = 0
+    step = _NESTING_STEP.get
+    for match in _TOKENS.finditer(text):
+        change = step(match.group())
+        if change is not None:
+            depth += change
+            if depth > MAX_NESTING:
+                raise StructureError(
+                    f'{source}: nested more than {MAX_NESTING} levels deep '
+                    '(a structure file needs 4); not a structure file')
+
+
+def parse_structure(text, source='<string>', max_chars=MAX_STRUCTURE_BYTES):
+    """Parse JSON or TinyNAS text (a Python literal, never ``eval``-ed).
+
+    A text longer than ``max_chars`` or nested deeper than
+    :data:`MAX_NESTING` is refused before it is parsed."""
+    if not isinstance(text, str):
+        raise StructureError(
+            f'{source}: expected the text of a structure file, got '
+            f'{type(text).__name__}')
+    if len(text) > max_chars:
+        raise StructureError(
+            f'{source}: {len(text)} characters, more than the {max_chars} a '
+            'structure may have')
+    if not text.strip():
+        raise StructureError(
+            f'{source}: empty; a structure file holds a JSON object '
+            '{"format": "e3d-structure", "blocks": [...]} or a TinyNAS '
+            'structure literal')
+    _check_nesting(text, source)
     try:
-        data = json.loads(text)
-    except ValueError:
         try:
-            data = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError, TypeError, MemoryError,
-                RecursionError) as e:
-            raise StructureError(
-                f'{source}: neither JSON nor a TinyNAS structure literal '
-                f'({type(e).__name__}: {e})') from None
-    try:
-        return Structure.from_dicts(_unwrap(data, source))
+            data = json.loads(text)
+        except ValueError:
+            try:
+                data = ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError,
+                    RecursionError) as e:
+                raise StructureError(
+                    f'{source}: neither JSON nor a TinyNAS structure literal '
+                    f'({type(e).__name__}: {short_repr(str(e), 120)})'
+                ) from None
+        structure = Structure.from_dicts(_unwrap(data, source))
+    except (RecursionError, MemoryError) as e:
+        # the nesting check should make this unreachable; never a traceback
+        raise StructureError(
+            f'{source}: too large or too deeply nested to read '
+            f'({type(e).__name__})') from None
     except StructureError as e:
         if str(e).startswith(source):
             raise
         raise StructureError(f'{source}: {e}') from None
+    return structure
 
 
-def load_structure(source):
+def read_structure_text(path, max_bytes=MAX_STRUCTURE_BYTES):
+    """The text of structure file ``path``, refused with one line when the
+    path is unusable (NUL byte, a directory or other non-regular file), the
+    file is larger than ``max_bytes`` (checked before reading) or it is not
+    UTF-8 (a byte-order mark is allowed)."""
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if '\x00' in path:
+        raise StructureError(
+            f'{short_repr(path)}: a file path cannot contain a NUL byte')
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise StructureError(
+            f'{path}: cannot be read ({e.strerror or e})') from None
+    if stat.S_ISDIR(info.st_mode):
+        raise StructureError(
+            f'{path}: is a directory; give the structure file (JSON or '
+            'TinyNAS text) inside it')
+    if not stat.S_ISREG(info.st_mode):
+        raise StructureError(
+            f'{path}: is not a regular file (a device, pipe or socket); give '
+            'a structure file')
+    too_big = (f'{path}: larger than the {max_bytes} bytes a structure file '
+               'may have (max_bytes); a structure file takes a few kB')
+    if info.st_size > max_bytes:
+        raise StructureError(too_big)
+    try:
+        with open(path, 'rb') as f:
+            # read one byte more than allowed: the file may have grown
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise StructureError(
+            f'{path}: cannot be read ({e.strerror or e})') from None
+    if len(data) > max_bytes:
+        raise StructureError(too_big)
+    try:
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        raise StructureError(
+            f'{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset '
+            f'{e.start}); save it as UTF-8') from None
+
+
+def load_structure(source, max_bytes=MAX_STRUCTURE_BYTES):
     """Load a structure from a preset name, a JSON file or a TinyNAS file.
 
-    ``source`` may also be a :class:`Structure` or a list of block dicts.
+    ``source`` may also be a :class:`Structure`, a list of block dicts or a
+    dict in the JSON format. A file larger than ``max_bytes`` is refused
+    before it is read.
     """
     if isinstance(source, Structure):
         return source.validate()
-    if isinstance(source, (list, tuple)):
+    if isinstance(source, (list, tuple, dict)):
         return Structure.from_dicts(source)
     if not isinstance(source, (str, os.PathLike)):
         raise StructureError(
             'expected a preset name, a file path, or a list of blocks, got '
             f'{type(source).__name__}')
-    from .presets import PRESETS, get_preset
-    if str(source) in PRESETS:
-        return get_preset(str(source))
+    if isinstance(source, str) and source in PRESETS:
+        return get_preset(source)
     path = os.fspath(source)
-    if not osp.isfile(path):
+    if isinstance(path, str) and '\x00' not in path and not osp.exists(path):
         raise StructureError(
             f"'{path}' is neither a preset ({', '.join(PRESETS)}) nor an "
             'existing structure file (JSON or TinyNAS text)')
-    try:
-        with open(path, encoding='utf-8') as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise StructureError(f'{path}: cannot be read ({e})') from None
-    return parse_structure(text, path)
+    text = read_structure_text(path, max_bytes)
+    return parse_structure(text, os.fsdecode(path), max_chars=max_bytes)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_preset(name):
+    return load_structure(preset_path(name))
+
+
+def get_preset(name):
+    """Return the :class:`Structure` of preset ``name`` (see
+    :mod:`e3d_plugin.presets`)."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise StructureError(
+            f'unknown preset {short_repr(name)}; choose one of '
+            f'{", ".join(PRESETS)}')
+    return _load_preset(name)
 
 
 def save_structure(structure, path):
-    """Write ``structure`` as JSON to ``path`` (atomically)."""
+    """Write ``structure`` as JSON to ``path`` (atomically: a temporary file
+    renamed over ``path``, removed again if the write fails)."""
     structure = Structure.from_dicts(structure) if not isinstance(
         structure, Structure) else structure.validate()
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(structure.to_json(indent=2) + '\n')
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(structure.to_json(indent=2) + '\n')
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
     return path
 
 
 def resolve_structure(arch=None, structure=None, structure_file=None):
-    """Return the structure named by exactly one of the three arguments."""
+    """Return the structure named by exactly one of the three arguments:
+    ``arch`` (a preset name), ``structure`` (a list of block dicts, or a
+    dict in the JSON format) or ``structure_file`` (a path)."""
     given = [name for name, value in (('arch', arch), ('structure', structure),
                                       ('structure_file', structure_file))
              if value is not None]
@@ -410,16 +561,26 @@ def resolve_structure(arch=None, structure=None, structure_file=None):
             'give exactly one of arch (a preset name), structure (a list of '
             f'blocks) or structure_file (a path); got {given or "none"}')
     if arch is not None:
-        from .presets import PRESETS, get_preset
-        if arch not in PRESETS:
+        if not isinstance(arch, str) or arch not in PRESETS:
             raise StructureError(
-                f"arch '{arch}' is not a preset; choose one of "
+                f'arch {short_repr(arch)} is not a preset; choose one of '
                 f"{', '.join(PRESETS)}, or give structure / structure_file")
         return get_preset(arch)
     if structure is not None:
-        return load_structure(list(structure) if not isinstance(
-            structure, Structure) else structure)
-    if not osp.isfile(os.fspath(structure_file)):
+        if isinstance(structure, Structure):
+            return structure.validate()
+        if not isinstance(structure, (list, tuple, dict)):
+            raise StructureError(
+                'structure must be a list of block dicts, got '
+                f'{short_repr(structure)}; for a preset give arch, for a '
+                'file give structure_file')
+        return Structure.from_dicts(structure)
+    if not isinstance(structure_file, (str, os.PathLike)):
+        raise StructureError(
+            'structure_file must be a path (a string), got '
+            f'{short_repr(structure_file)}')
+    path = os.fspath(structure_file)
+    if isinstance(path, str) and '\x00' not in path and not osp.exists(path):
         raise StructureError(
             f"structure_file '{structure_file}' does not exist")
-    return load_structure(structure_file)
+    return parse_structure(read_structure_text(path), os.fsdecode(path))

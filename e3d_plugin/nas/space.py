@@ -24,26 +24,38 @@ candidate is generated and then thrown away):
   block at most ``max_depth`` (when set);
 * a kernel fits the feature map: ``kernel_margin * k`` is at most the
   block's input height and width, ``kernel_margin * kt`` at most the clip
-  length.
+  length (input sizes from :func:`~e3d_plugin.units.iter_units`, the walk
+  the cost model and the latency table use).
 
 :meth:`E3DSearchSpace.check` lists the rules a structure breaks; the search
 uses it once, on the structure it starts from.
 
 Nothing here builds a module or imports torch: a mutation is a handful of
-tuple operations, a few microseconds.
+tuple operations, a few microseconds. Blocks are read by field name; new
+blocks are made positionally in :class:`~e3d_plugin.structure.Block` field
+order, skipping NamedTuple's slow keyword ``__new__``.
 """
+from ..checks import check_int, check_list, check_number, image_hw, is_int
 from ..registry import SEARCH_SPACES
-from ..structure import (BOTTLENECK_KINDS, KINDS, Block, Structure,
-                         StructureError)
+from ..structure import Block, Structure, StructureError
+from ..units import BOTTLENECK_KINDS, KINDS, iter_units
 
 _new_block = tuple.__new__  # Block(...) without NamedTuple's slow __new__
 
 
 def _block(kind, cin, cout, k, kt, s, depth, btn, se, act):
+    """A :class:`Block` from its fields in order (no keyword parsing)."""
     return _new_block(Block, (kind, cin, cout, k, kt, s, depth, btn, se, act))
 
 
+def _with_input(block, cin):
+    """``block`` with input width ``cin``."""
+    kind, _, out, k, kt, s, depth, btn, se, act = block
+    return _new_block(Block, (kind, cin, out, k, kt, s, depth, btn, se, act))
+
+
 def _structure(blocks):
+    """A :class:`Structure` of ``blocks`` (already valid by construction)."""
     return _new_block(Structure, blocks)
 
 
@@ -83,6 +95,11 @@ class E3DSearchSpace:
             ``kernel_margin * k`` pixels (``kt``: frames).
         mutations_per_candidate (int): Block mutations applied to make one
             candidate.
+
+    Every argument is checked: a wrong type (a number where a list belongs,
+    a string where a number belongs, ``True`` for ``1``) or value (NaN,
+    infinity, an even kernel, a zero depth step) raises ValueError naming
+    the argument and what it accepts.
     """
 
     #: Mutation kinds of a body block.
@@ -103,63 +120,74 @@ class E3DSearchSpace:
                  width_divisor=8,
                  kernel_margin=1.5,
                  mutations_per_candidate=2):
-        if isinstance(image_size, int):
-            image_size = (image_size, image_size)
-        self.image_size = tuple(int(v) for v in image_size)
-        self.frames = int(frames)
-        self.kernels = tuple(tuple(int(v) for v in kernel)
-                             for kernel in kernels)
-        self.width_multipliers = tuple(float(m) for m in width_multipliers)
-        self.bottleneck_ratios = tuple(
-            sorted(float(r) for r in bottleneck_ratios))
-        self.depth_steps = tuple(int(s) for s in depth_steps)
-        self.kinds = tuple(kinds)
-        self.max_width = int(max_width)
-        self.max_stem_width = int(max_stem_width)
-        self.max_first_depth = int(max_first_depth)
-        self.max_depth = None if max_depth is None else int(max_depth)
-        self.width_divisor = int(width_divisor)
-        self.kernel_margin = float(kernel_margin)
-        self.mutations_per_candidate = int(mutations_per_candidate)
-        self._check_args()
+        self._check_args(dict(
+            image_size=image_size, frames=frames, kernels=kernels,
+            width_multipliers=width_multipliers,
+            bottleneck_ratios=bottleneck_ratios, depth_steps=depth_steps,
+            kinds=kinds, max_width=max_width, max_stem_width=max_stem_width,
+            max_first_depth=max_first_depth, max_depth=max_depth,
+            width_divisor=width_divisor, kernel_margin=kernel_margin,
+            mutations_per_candidate=mutations_per_candidate))
         self._layouts = {}
 
-    def _check_args(self):
-        def fail(message):
-            raise ValueError(f'E3DSearchSpace: {message}')
+    def _check_args(self, args):
+        """Check and store every argument (ValueError naming the first bad
+        one and what it accepts)."""
+        name = type(self).__name__
 
-        if self.frames < 1 or min(self.image_size) < 1:
-            fail('image_size and frames must be positive')
-        if not self.kernels:
-            fail('kernels must not be empty')
-        for kernel in self.kernels:
-            if len(kernel) != 2 or any(v < 1 or v % 2 == 0 for v in kernel):
-                fail(f'kernels: {kernel} is not a (kt, k) pair of odd '
-                     'positive sizes')
-        if not self.width_multipliers or any(
-                m <= 0 for m in self.width_multipliers):
-            fail('width_multipliers must be positive numbers')
-        if not self.bottleneck_ratios or any(
-                r <= 0 for r in self.bottleneck_ratios):
-            fail('bottleneck_ratios must be positive numbers')
-        if not self.depth_steps or 0 in self.depth_steps:
-            fail('depth_steps must be non-zero integers')
-        unknown = [k for k in self.kinds if k not in KINDS]
-        if not self.kinds or unknown:
-            fail(f"kinds must be some of {', '.join(KINDS)}, got "
-                 f'{list(self.kinds)}')
-        if self.width_divisor < 1:
-            fail('width_divisor must be >= 1')
-        if self.max_width < self.width_divisor or (
-                self.max_stem_width < self.width_divisor):
-            fail('max_width and max_stem_width must be at least '
-                 'width_divisor')
-        if self.max_first_depth < 1 or (self.max_depth is not None
-                                        and self.max_depth < 1):
-            fail('max_first_depth and max_depth must be >= 1')
-        if self.mutations_per_candidate < 1:
-            fail('mutations_per_candidate must be >= 1')
+        def kernel(value):
+            if not isinstance(value, (list, tuple)) or len(value) != 2 or any(
+                    not is_int(v) or v < 1 or v % 2 == 0 for v in value):
+                raise ValueError(value)
+            return int(value[0]), int(value[1])
 
+        def kind(value):
+            if not isinstance(value, str) or value not in KINDS:
+                raise ValueError(value)
+            return value
+
+        def nonzero_int(value):
+            if check_int(name, 'depth_steps', value) == 0:
+                raise ValueError(value)
+            return value
+
+        self.image_size = image_hw(args['image_size'], name)
+        self.frames = check_int(name, 'frames', args['frames'], low=1)
+        self.kernels = check_list(
+            name, 'kernels', args['kernels'], kernel,
+            '(kt, k) pairs of odd positive integers')
+        self.width_multipliers = check_list(
+            name, 'width_multipliers', args['width_multipliers'],
+            lambda m: check_number(name, 'width_multipliers', m,
+                                   positive=True),
+            'finite positive numbers')
+        self.bottleneck_ratios = tuple(sorted(check_list(
+            name, 'bottleneck_ratios', args['bottleneck_ratios'],
+            lambda r: check_number(name, 'bottleneck_ratios', r,
+                                   positive=True),
+            'finite positive numbers')))
+        self.depth_steps = check_list(name, 'depth_steps',
+                                      args['depth_steps'], nonzero_int,
+                                      'non-zero integers')
+        self.kinds = check_list(name, 'kinds', args['kinds'], kind,
+                                f'block kinds ({", ".join(KINDS)})')
+        self.width_divisor = check_int(name, 'width_divisor',
+                                       args['width_divisor'], low=1)
+        self.max_width = check_int(name, 'max_width', args['max_width'],
+                                   low=self.width_divisor)
+        self.max_stem_width = check_int(name, 'max_stem_width',
+                                        args['max_stem_width'],
+                                        low=self.width_divisor)
+        self.max_first_depth = check_int(name, 'max_first_depth',
+                                         args['max_first_depth'], low=1)
+        self.max_depth = check_int(name, 'max_depth', args['max_depth'],
+                                   low=1, allow_none=True)
+        self.kernel_margin = check_number(name, 'kernel_margin',
+                                          args['kernel_margin'],
+                                          positive=True)
+        self.mutations_per_candidate = check_int(
+            name, 'mutations_per_candidate', args['mutations_per_candidate'],
+            low=1)
     # ------------------------------------------------------------------
     # helpers
     def round_width(self, value):
@@ -170,27 +198,30 @@ class E3DSearchSpace:
 
     def _ratio(self, block):
         """The allowed bottleneck ratio nearest to ``btn / out``."""
-        actual = block[7] / block[2]
+        actual = block.bottleneck / block.out_channels
         return min(self.bottleneck_ratios, key=lambda r: abs(r - actual))
 
     def _layout(self, structure):
-        strides = tuple(block[5] for block in structure)
+        """The layout of ``structure``'s skeleton (memoised by strides, the
+        only fields it depends on)."""
+        strides = tuple(block.stride for block in structure)
         layout = self._layouts.get(strides)
         if layout is None:
-            layout = self._make_layout(strides)
+            layout = self._make_layout(structure, strides)
             self._layouts[strides] = layout
         return layout
 
-    def _make_layout(self, strides):
-        height, width = self.image_size
+    def _make_layout(self, structure, strides):
         margin = self.kernel_margin
         kernels, caps = [], []
         last = len(strides) - 1
-        for index, stride in enumerate(strides):
+        inputs = [unit.in_size for unit in iter_units(
+            structure, self.image_size, self.frames) if unit.unit_index == 0]
+        for index, (frames, height, width) in enumerate(inputs):
             fitting = tuple(
                 (kt, k) for kt, k in self.kernels
                 if margin * k <= min(height, width)
-                and margin * kt <= self.frames)
+                and margin * kt <= frames)
             kernels.append(fitting)
             if index == 1:
                 cap = self.max_first_depth
@@ -201,8 +232,6 @@ class E3DSearchSpace:
             else:
                 cap = 1
             caps.append(cap)
-            height = (height - 1) // stride + 1
-            width = (width - 1) // stride + 1
         return _Layout(tuple(kernels), tuple(caps), strides)
 
     # ------------------------------------------------------------------
@@ -257,9 +286,8 @@ class E3DSearchSpace:
     # ------------------------------------------------------------------
     # mutation
     def _mutate_stem(self, blocks, rng):
-        block = blocks[0]
-        out = block[2]
-        high = min(self.max_stem_width, blocks[1][2])
+        kind, cin, out, k, kt, s, depth, btn, se, act = blocks[0]
+        high = min(self.max_stem_width, blocks[1].out_channels)
         options = []
         for m in self.width_multipliers:
             width = min(max(self.round_width(out * m), self.width_divisor),
@@ -269,15 +297,14 @@ class E3DSearchSpace:
         if not options:
             return False
         width = rng.choice(options)
-        blocks[0] = _block(block[0], block[1], width, *block[3:])
-        nxt = blocks[1]
-        blocks[1] = _block(nxt[0], width, *nxt[2:])
+        blocks[0] = _block(kind, cin, width, k, kt, s, depth, btn, se, act)
+        blocks[1] = _with_input(blocks[1], width)
         return True
 
     def _mutate_width(self, blocks, index, rng):
         block = blocks[index]
-        kind, cin, out = block[0], block[1], block[2]
-        high = min(self.max_width, blocks[index + 1][2])
+        kind, cin, out, k, kt, s, depth, btn, se, act = block
+        high = min(self.max_width, blocks[index + 1].out_channels)
         options = []
         for m in self.width_multipliers:
             width = min(max(self.round_width(out * m), cin), high)
@@ -286,32 +313,28 @@ class E3DSearchSpace:
         if not options:
             return False
         width = rng.choice(options)
-        btn = block[7]
         if kind in BOTTLENECK_KINDS:
             btn = self.round_width(width * self._ratio(block))
-        blocks[index] = _block(kind, cin, width, block[3], block[4], block[5],
-                               block[6], btn, block[8], block[9])
-        nxt = blocks[index + 1]
-        blocks[index + 1] = _block(nxt[0], width, *nxt[2:])
+        blocks[index] = _block(kind, cin, width, k, kt, s, depth, btn, se,
+                               act)
+        blocks[index + 1] = _with_input(blocks[index + 1], width)
         return True
 
     def _mutate_kernel(self, blocks, index, layout, rng):
-        block = blocks[index]
-        current = (block[4], block[3])
+        kind, cin, out, k, kt, s, depth, btn, se, act = blocks[index]
         options = [kernel for kernel in layout.kernels[index]
-                   if kernel != current]
+                   if kernel != (kt, k)]
         if not options:
             return False
         kt, k = rng.choice(options)
-        blocks[index] = _block(block[0], block[1], block[2], k, kt, block[5],
-                               block[6], block[7], block[8], block[9])
+        blocks[index] = _block(kind, cin, out, k, kt, s, depth, btn, se, act)
         return True
 
     def _mutate_bottleneck(self, blocks, index, rng):
         block = blocks[index]
-        if block[0] not in BOTTLENECK_KINDS:
+        kind, cin, out, k, kt, s, depth, btn, se, act = block
+        if kind not in BOTTLENECK_KINDS:
             return False
-        out, btn = block[2], block[7]
         current = self._ratio(block)
         options = []
         for ratio in self.bottleneck_ratios:
@@ -323,13 +346,11 @@ class E3DSearchSpace:
         if not options:
             return False
         btn = rng.choice(options)
-        blocks[index] = _block(block[0], block[1], out, block[3], block[4],
-                               block[5], block[6], btn, block[8], block[9])
+        blocks[index] = _block(kind, cin, out, k, kt, s, depth, btn, se, act)
         return True
 
     def _mutate_depth(self, blocks, index, layout, rng):
-        block = blocks[index]
-        depth = block[6]
+        kind, cin, out, k, kt, s, depth, btn, se, act = blocks[index]
         cap = layout.depth_caps[index]
         options = []
         for step in self.depth_steps:
@@ -343,27 +364,22 @@ class E3DSearchSpace:
         if not options:
             return False
         depth = rng.choice(options)
-        blocks[index] = _block(block[0], block[1], block[2], block[3],
-                               block[4], block[5], depth, block[7], block[8],
-                               block[9])
+        blocks[index] = _block(kind, cin, out, k, kt, s, depth, btn, se, act)
         return True
 
     def _mutate_kind(self, blocks, index, rng):
-        block = blocks[index]
-        options = [kind for kind in self.kinds if kind != block[0]]
+        old, cin, out, k, kt, s, depth, btn, se, act = blocks[index]
+        options = [kind for kind in self.kinds if kind != old]
         if not options:
             return False
         kind = rng.choice(options)
         if kind in BOTTLENECK_KINDS:
-            if block[0] in BOTTLENECK_KINDS:
-                btn = block[7]
-            else:
-                btn = self.round_width(block[2] *
+            if old not in BOTTLENECK_KINDS:
+                btn = self.round_width(out *
                                        rng.choice(self.bottleneck_ratios))
         else:
             btn = 0
-        blocks[index] = _block(kind, block[1], block[2], block[3], block[4],
-                               block[5], block[6], btn, block[8], block[9])
+        blocks[index] = _block(kind, cin, out, k, kt, s, depth, btn, se, act)
         return True
 
     def _mutate_once(self, blocks, layout, rng):
@@ -408,7 +424,7 @@ class E3DSearchSpace:
         skeleton), with widths raised where needed so that they never
         decrease."""
         if len(first) != len(second) or any(
-                a[5] != b[5] for a, b in zip(first, second)):
+                a.stride != b.stride for a, b in zip(first, second)):
             raise ValueError(
                 'crossover needs two structures of the same skeleton (number '
                 'of blocks and strides)')
@@ -418,19 +434,17 @@ class E3DSearchSpace:
         for index, (a, b) in enumerate(zip(first, second)):
             block = b if (bits >> index) & 1 else a
             if previous is not None:
-                kind, cin, out = block[0], block[1], block[2]
-                btn = block[7]
+                kind, cin, out, k, kt, s, depth, btn, se, act = block
                 if out < previous:
                     # The raised width keeps the block's bottleneck ratio.
                     if kind in BOTTLENECK_KINDS:
                         btn = self.round_width(previous * btn / out)
                     out = previous
-                if cin != previous or out != block[2]:
-                    block = _block(kind, previous, out, block[3], block[4],
-                                   block[5], block[6], btn, block[8],
-                                   block[9])
+                if cin != previous or out != block.out_channels:
+                    block = _block(kind, previous, out, k, kt, s, depth, btn,
+                                   se, act)
             blocks.append(block)
-            previous = block[2]
+            previous = block.out_channels
         return _structure(blocks)
 
     # ------------------------------------------------------------------
@@ -447,11 +461,11 @@ class E3DSearchSpace:
             if previous is not None:
                 cin = previous
             if index == 0:
-                high = min(self.max_stem_width, template[1][2])
+                high = min(self.max_stem_width, template[1].out_channels)
                 out = min(self.round_width(out * rng.choice(
                     self.width_multipliers)), high)
             elif index < last:
-                high = min(self.max_width, template[last][2])
+                high = min(self.max_width, template[last].out_channels)
                 out = min(max(self.round_width(
                     out * rng.choice(self.width_multipliers)), cin), high)
                 kt, k = rng.choice(layout.kernels[index])

@@ -4,10 +4,15 @@
 files), searched at the X3D-S / M / L budgets (13x160x160, 16x224x224 and
 16x312x312 clips). ``E3D-XS`` is this project's small E3D-style network for
 CPU training on the built-in synthetic dataset (8x64x64 clips).
+
+This package is data only: it names the files and imports nothing from the
+rest of the plugin. :func:`e3d_plugin.structure.get_preset` (also
+``e3d_plugin.get_preset``) and :func:`~e3d_plugin.structure.load_structure`
+read them.
 """
-import functools
 import os.path as osp
 
+#: Preset name -> its file in this folder.
 PRESETS = {
     'E3D-S': 'E3D_S.txt',
     'E3D-M': 'E3D_M.txt',
@@ -23,17 +28,13 @@ PRESET_CLIPS = {
     'E3D-XS': (8, 64),
 }
 
+#: The folder holding the preset files.
+PRESET_DIR = osp.dirname(osp.abspath(__file__))
+
 
 def preset_path(name):
     """Path of the file holding preset ``name``."""
-    return osp.join(osp.dirname(__file__), PRESETS[name])
+    return osp.join(PRESET_DIR, PRESETS[name])
 
 
-@functools.lru_cache(maxsize=None)
-def get_preset(name):
-    """Return the :class:`~e3d_plugin.structure.Structure` of a preset."""
-    from ..structure import StructureError, load_structure
-    if name not in PRESETS:
-        raise StructureError(
-            f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
-    return load_structure(preset_path(name))
+__all__ = ['PRESETS', 'PRESET_CLIPS', 'PRESET_DIR', 'preset_path']
