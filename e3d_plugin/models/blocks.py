@@ -16,10 +16,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule, build_activation_layer
 
-from ..structure import BOTTLENECK_KINDS, se_width
-
-_ACTIVATIONS = {'relu': dict(type='ReLU', inplace=True),
-                'swish': dict(type='SiLU', inplace=True)}
+from ..structure import se_width
+from ..units import ACT_CFGS as _ACTIVATIONS, BOTTLENECK_KINDS
 
 
 def unit_act_cfg(act, act_cfg):
