@@ -127,6 +127,30 @@ def render(rng, label, frames, size):
     return out
 
 
+def check_decodes(path, frames, size):
+    """Raise if decord (mmaction2's reader) cannot read ``path`` back as
+    ``frames`` frames of ``size x size``.
+
+    decord 0.6 fails on MP4 files of some frame sizes (16, 24, 48 and 72
+    pixels were seen) with a size mismatch; checked on the first video so
+    that no unreadable dataset is written.
+    """
+    try:
+        import decord
+    except ImportError:  # nothing to check against without mmaction2's reader
+        return
+    try:
+        reader = decord.VideoReader(path)
+        readable = len(reader) == frames and reader.get_batch(
+            [0, frames - 1]).asnumpy().shape == (2, size, size, 3)
+    except Exception:  # decord raises its own error types
+        readable = False
+    if not readable:
+        raise SyntheticMotionError(
+            f'size {size}: decord cannot read back {size}x{size} MP4 videos '
+            'here; choose another size (e.g. 32, 40, 56 or 64)')
+
+
 def write_video(path, frames, fps):
     """Encode ``frames`` (BGR) to an MP4 file; raise if no encoder works."""
     import cv2
@@ -142,18 +166,45 @@ def write_video(path, frames, fps):
     writer.release()
 
 
-def generate(out, num_videos=1000, size=64, frames=32, seed=0, fps=16,
-             val_fraction=0.2, progress=None):
-    """Write the dataset under ``out``; return a summary dict.
+#: Generator presets: name -> module holding ``CLASSES``, ``DEFAULTS`` and
+#: ``render(rng, label, frames, size)``.
+PRESETS = {'basic': 'e3d_plugin.datasets.synthetic_motion',
+           'hard': 'e3d_plugin.datasets.motion_hard'}
+#: Defaults of this (basic) preset: videos in all, frame side, frames.
+DEFAULTS = dict(num_videos=1000, size=64, frames=32)
 
-    Layout: ``out/videos/<split>_<index>.mp4``, ``out/train_list.txt`` and
-    ``out/val_list.txt`` (``<file> <label>`` lines for mmaction2's
-    ``VideoDataset`` with ``data_prefix=dict(video=out/videos)``) and
-    ``out/classes.txt``. Classes are balanced in both splits; the same seed
-    gives the same videos.
+
+def preset_module(preset):
+    """The module of a generator preset (see :data:`PRESETS`)."""
+    import importlib
+    if preset not in PRESETS:
+        raise SyntheticMotionError(
+            f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    return importlib.import_module(PRESETS[preset])
+
+
+def generate(out, num_videos=None, size=None, frames=None, seed=0, fps=16,
+             val_fraction=0.2, progress=None, preset='basic'):
+    """Write the dataset of ``preset`` under ``out``; return a summary dict.
+
+    ``num_videos``, ``size`` and ``frames`` left as ``None`` take the
+    preset's ``DEFAULTS``. Layout: ``out/videos/<split>_<index>.mp4``,
+    ``out/train_list.txt`` and ``out/val_list.txt`` (``<file> <label>``
+    lines for mmaction2's ``VideoDataset`` with
+    ``data_prefix=dict(video=out/videos)``) and ``out/classes.txt``. Classes
+    are balanced in both splits; the same seed gives the same videos.
     """
-    for name, value, low in (('num_videos', num_videos, 2 * len(CLASSES)),
-                             ('size', size, 16), ('frames', frames, 4),
+    module = preset_module(preset)
+    settings = dict(module.DEFAULTS)
+    for name, value in (('num_videos', num_videos), ('size', size),
+                        ('frames', frames)):
+        if value is not None:
+            settings[name] = value
+    classes = module.CLASSES
+    for name, value, low in (('num_videos', settings['num_videos'],
+                              2 * len(classes)),
+                             ('size', settings['size'], 16),
+                             ('frames', settings['frames'], 4),
                              ('fps', fps, 1)):
         if not isinstance(value, int) or value < low:
             raise SyntheticMotionError(
@@ -161,25 +212,29 @@ def generate(out, num_videos=1000, size=64, frames=32, seed=0, fps=16,
     if not 0 < val_fraction < 1:
         raise SyntheticMotionError(
             f'val_fraction must be in (0, 1), got {val_fraction!r}')
+    num_videos, size, frames = (settings['num_videos'], settings['size'],
+                                settings['frames'])
     video_dir = osp.join(out, 'videos')
     try:
         os.makedirs(video_dir, exist_ok=True)
     except OSError as e:
         raise SyntheticMotionError(f"cannot write to '{out}': {e}") from None
-    num_val = max(len(CLASSES), int(round(num_videos * val_fraction)))
+    num_val = max(len(classes), int(round(num_videos * val_fraction)))
     splits = {'train': num_videos - num_val, 'val': num_val}
     counts = {}
     start = time.time()
     done = 0
     for split_index, (split, count) in enumerate(splits.items()):
         lines = []
-        per_class = [0] * len(CLASSES)
+        per_class = [0] * len(classes)
         for index in range(count):
-            label = index % len(CLASSES)
+            label = index % len(classes)
             rng = np.random.default_rng([seed, split_index, index])
             name = f'{split}_{index:05d}.mp4'
             write_video(osp.join(video_dir, name),
-                        render(rng, label, frames, size), fps)
+                        module.render(rng, label, frames, size), fps)
+            if done == 0:
+                check_decodes(osp.join(video_dir, name), frames, size)
             lines.append(f'{name} {label}')
             per_class[label] += 1
             done += 1
@@ -189,13 +244,14 @@ def generate(out, num_videos=1000, size=64, frames=32, seed=0, fps=16,
             f.write('\n'.join(lines) + '\n')
         counts[split] = per_class
     with open(osp.join(out, 'classes.txt'), 'w') as f:
-        f.write('\n'.join(CLASSES) + '\n')
+        f.write('\n'.join(classes) + '\n')
     return dict(
         out=out,
+        preset=preset,
         videos=video_dir,
         train_list=osp.join(out, 'train_list.txt'),
         val_list=osp.join(out, 'val_list.txt'),
-        classes=list(CLASSES),
+        classes=list(classes),
         counts=counts,
         num_videos=num_videos,
         size=size,
@@ -221,21 +277,25 @@ def _ridge_accuracy(train_x, train_y, test_x, test_y, classes, alpha=1.0):
     return float((pred == test_y).mean())
 
 
-def probe_single_vs_multi_frame(num_videos=400, size=32, frames=16, seed=0):
+def probe_single_vs_multi_frame(num_videos=400, size=32, frames=16, seed=0,
+                                preset='basic'):
     """Linear-probe accuracies from one frame vs from the whole clip.
 
-    Renders videos in memory (no encoding) and fits ridge classifiers on
-    (a) the pixels of one random frame and (b) the pixels of the first and
-    last frames and their difference. Returns ``(single, multi)`` accuracy
-    on held-out videos; chance is ``1 / len(CLASSES)``.
+    Renders videos of ``preset`` in memory (no encoding) and fits ridge
+    classifiers on (a) the pixels of one random frame and (b) the pixels of
+    the first and last frames and their difference. Returns
+    ``(single, multi)`` accuracy on held-out videos; chance is one over the
+    preset's number of classes.
     """
+    module = preset_module(preset)
+    classes = len(module.CLASSES)
     rng = np.random.default_rng(seed)
     single, multi, labels = [], [], []
     for index in range(num_videos):
-        label = index % len(CLASSES)
+        label = index % classes
         clip = frame_features(
-            render(np.random.default_rng([seed, 7, index]), label, frames,
-                   size))
+            module.render(np.random.default_rng([seed, 7, index]), label,
+                          frames, size))
         single.append(clip[rng.integers(frames)])
         multi.append(np.concatenate([clip[0], clip[-1], clip[-1] - clip[0]]))
         labels.append(label)
@@ -245,7 +305,7 @@ def probe_single_vs_multi_frame(num_videos=400, size=32, frames=16, seed=0):
     for x in (np.array(single), np.array(multi)):
         results.append(
             _ridge_accuracy(x[:cut], labels[:cut], x[cut:], labels[cut:],
-                            len(CLASSES), alpha=10.0))
+                            classes, alpha=10.0))
     return tuple(results)
 
 
@@ -262,6 +322,7 @@ def pixel_statistics(num_videos=400, size=32, frames=16, seed=0):
     return stats / counts[:, None]
 
 
-__all__ = ['CLASSES', 'generate', 'render', 'write_video',
+__all__ = ['CLASSES', 'PRESETS', 'DEFAULTS', 'generate', 'preset_module',
+           'render', 'write_video', 'check_decodes',
            'probe_single_vs_multi_frame', 'pixel_statistics',
            'SyntheticMotionError']

@@ -1,12 +1,17 @@
-"""Generate the built-in synthetic motion video dataset.
+"""Generate the built-in synthetic motion video datasets.
 
     python tools/data/synthetic_motion.py --out data/synthetic_motion \
         [--num-videos 1000 --size 64 --frames 32 --seed 0 --fps 16]
+    python tools/data/synthetic_motion.py --preset hard --out data/motion_hard
 
 Writes MP4 videos and mmaction2 ``VideoDataset`` annotation lists
 (``train_list.txt``, ``val_list.txt``) plus ``classes.txt``; the same seed
-gives the same dataset. See :mod:`e3d_plugin.datasets.synthetic_motion` for
-the ten classes and why one frame alone cannot tell them apart.
+gives the same dataset. ``--preset basic`` (default) has ten classes (see
+:mod:`e3d_plugin.datasets.synthetic_motion`), ``--preset hard`` twenty
+classes among distractors (see :mod:`e3d_plugin.datasets.motion_hard`); in
+both one frame alone cannot tell the classes apart. Unset sizes take the
+preset's defaults (basic: 1000 videos, 64px, 32 frames; hard: 2000 videos,
+48px, 32 frames).
 """
 import os.path as osp
 import sys
@@ -21,14 +26,20 @@ from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 def main(argv=None):
     """Entry point; returns the exit code."""
     parser = _Parser(description='Generate the synthetic motion dataset')
-    parser.add_argument('--out', default='data/synthetic_motion',
-                        help='output folder')
-    parser.add_argument('--num-videos', type=int, default=1000,
-                        help='videos in all (20%% go to val)')
-    parser.add_argument('--size', type=int, default=64,
-                        help='frame height and width in pixels')
-    parser.add_argument('--frames', type=int, default=32,
-                        help='frames per video')
+    parser.add_argument('--preset', default='basic',
+                        choices=('basic', 'hard'),
+                        help='which classes to generate')
+    parser.add_argument('--out', default=None,
+                        help='output folder (default: data/synthetic_motion '
+                        'or data/motion_hard)')
+    parser.add_argument('--num-videos', type=int, default=None,
+                        help='videos in all, 20%% go to val (default: the '
+                        "preset's, 1000 or 2000)")
+    parser.add_argument('--size', type=int, default=None,
+                        help='frame height and width in pixels (default: '
+                        "the preset's, 64 or 48)")
+    parser.add_argument('--frames', type=int, default=None,
+                        help='frames per video (default 32)')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
     parser.add_argument('--fps', type=int, default=16,
                         help='frame rate written in the files')
@@ -42,18 +53,20 @@ def main(argv=None):
             print(f'\r{done}/{total} videos', end='', file=sys.stderr,
                   flush=True)
 
+    out = args.out or {'basic': 'data/synthetic_motion',
+                       'hard': 'data/motion_hard'}[args.preset]
     try:
-        summary = generate(args.out, num_videos=args.num_videos,
-                           size=args.size, frames=args.frames, seed=args.seed,
-                           fps=args.fps, progress=progress)
+        summary = generate(out, num_videos=args.num_videos, size=args.size,
+                           frames=args.frames, seed=args.seed, fps=args.fps,
+                           progress=progress, preset=args.preset)
     except SyntheticMotionError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     print(file=sys.stderr)
     counts = summary['counts']
     print(f"wrote {sum(counts['train'])} train and {sum(counts['val'])} val "
-          f"videos ({len(summary['classes'])} classes, {args.frames} frames "
-          f"of {args.size}x{args.size}) to {args.out} in "
+          f"videos ({len(summary['classes'])} classes, {summary['frames']} "
+          f"frames of {summary['size']}x{summary['size']}) to {out} in "
           f"{summary['elapsed_s']:.1f} s")
     return 0
 
