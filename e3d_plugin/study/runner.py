@@ -278,8 +278,8 @@ class RankStudy:
         self.check_train_config()
         cfg = self.load_search_config()
         try:
-            searcher = build_searcher(cfg, self.num_candidates)
-            sample = sample_architectures(searcher, self.num_archs,
+            setup = build_searcher(cfg, self.num_candidates)
+            sample = sample_architectures(setup, self.num_archs,
                                           seed=self.seed)
         except StudyError:
             raise
@@ -287,7 +287,7 @@ class RankStudy:
             # SearchError, StructureError, a space or score argument of
             # the wrong type: all come from the search config
             raise StudyError(f'{self.search_config}: {e}') from None
-        self.plan = self._make_plan(cfg, searcher, sample)
+        self.plan = self._make_plan(cfg, setup, sample)
         os.makedirs(self.work_dir, exist_ok=True)
         tmp = f'{self.plan_path}.tmp{os.getpid()}'
         with open(tmp, 'w') as f:
@@ -311,7 +311,7 @@ class RankStudy:
                 'choose another --work-dir') from None
         return plan
 
-    def _make_plan(self, cfg, searcher, sample):
+    def _make_plan(self, cfg, setup, sample):
         from e3d_plugin.nas import RandomScore, STEntrScore
         score_args = {k: v for k, v in cfg.score.to_dict().items()
                       if k != 'type'}
@@ -330,13 +330,13 @@ class RankStudy:
                     flops=cost['flops'], params=cost['params'],
                     layers=cost['layers'],
                     random_score=random_score(structure))))
-        image_size = searcher.image_size
+        image_size = setup.image_size
         return _normal(dict(
             format=PLAN_FORMAT, version=PLAN_VERSION,
             settings=self.settings(),
-            budgets=searcher.budgets,
+            budgets=setup.budgets,
             image_size=image_size,
-            frames=searcher.frames,
+            frames=setup.frames,
             band_flops=sample['band_flops'],
             pool=sample['pool'],
             search_best_score=sample['best'],

@@ -22,7 +22,7 @@ import math
 import random
 
 from ..cost import compute_cost
-from ..registry import SEARCHERS, build
+from ..registry import SCORES, SEARCHERS, build
 
 
 class StudyError(ValueError):
@@ -33,10 +33,29 @@ class StudyError(ValueError):
 SAMPLED_BUDGETS = ('flops', 'params', 'layers')
 
 
+class SearchSetup:
+    """What a rank study takes from a search config: the searcher (run once
+    for its best structure), the space, the STEntr-Score, the starting
+    structure, the budgets and the clip size of the cost."""
+
+    def __init__(self, searcher, space, score, init_structure, budgets,
+                 image_size, frames):
+        self.searcher = searcher
+        self.space = space
+        self.score = score
+        self.init_structure = init_structure
+        self.budgets = budgets
+        self.image_size = image_size
+        self.frames = frames
+
+
 def build_searcher(cfg, num_candidates=None):
-    """The searcher of a loaded search config (as ``tools/search.py`` builds
-    it, without a work dir or progress bar)."""
+    """The :class:`SearchSetup` of a loaded search config; the searcher is
+    built as ``tools/search.py`` builds it, without a work dir or progress
+    bar."""
     import e3d_plugin.nas  # noqa: F401  (registers the search classes)
+    from e3d_plugin.registry import SEARCH_SPACES
+    from e3d_plugin.structure import load_structure
     for key in ('init_structure', 'score', 'space', 'search'):
         if cfg.get(key) is None:
             raise StudyError(
@@ -49,6 +68,12 @@ def build_searcher(cfg, num_candidates=None):
             'study measures STEntrScore, set score.type to STEntrScore')
     search = dict(cfg.search.to_dict())
     search.setdefault('type', 'EntropyEvolution')
+    budgets = dict(search.get('budgets') or {})
+    if 'latency' in budgets:
+        raise StudyError(
+            'search.budgets.latency: a rank study samples thousands of '
+            'structures and cannot time them all; use a search config with '
+            'flops / params / layers budgets only')
     if num_candidates is not None:
         search['num_candidates'] = int(num_candidates)
     init = cfg.init_structure
@@ -57,27 +82,26 @@ def build_searcher(cfg, num_candidates=None):
     searcher = build(SEARCHERS, search, score=score,
                      space=cfg.space.to_dict(), init_structure=init,
                      progress=False)
-    if 'latency' in searcher.budgets:
-        raise StudyError(
-            'search.budgets.latency: a rank study samples thousands of '
-            'structures and cannot time them all; use a search config with '
-            'flops / params / layers budgets only')
-    return searcher
+    space = build(SEARCH_SPACES, cfg.space.to_dict())
+    return SearchSetup(
+        searcher, space, build(SCORES, score), load_structure(init),
+        budgets, search.get('image_size') or space.image_size,
+        int(search.get('frames') or space.frames))
 
 
 class _Pool:
     """Distinct in-budget structures met so far, with cost and score."""
 
-    def __init__(self, searcher):
-        self.searcher = searcher
-        self.budgets = {k: v for k, v in searcher.budgets.items()
+    def __init__(self, setup):
+        self.setup = setup
+        self.budgets = {k: v for k, v in setup.budgets.items()
                         if k in SAMPLED_BUDGETS}
         self.entries = {}
 
     def cost(self, structure):
         flops, params, layers = compute_cost(structure,
-                                             self.searcher.image_size,
-                                             self.searcher.frames)
+                                             self.setup.image_size,
+                                             self.setup.frames)
         return dict(flops=flops, params=params, layers=layers)
 
     def within(self, cost):
@@ -89,7 +113,7 @@ class _Pool:
         if structure not in self.entries and self.within(cost):
             self.entries[structure] = dict(
                 structure=structure, cost=cost,
-                score=float(self.searcher.score(structure)))
+                score=float(self.setup.score(structure)))
         return cost
 
 
@@ -98,7 +122,7 @@ def _walk(pool, start, steps, rng):
     cheaper than the current structure (or, one time in four, to any
     in-budget child), so it drifts toward the FLOPs budget and meets
     structures of many scores on the way."""
-    space = pool.searcher.space
+    space = pool.setup.space
     current, current_cost = start, pool.cost(start)
     for _ in range(steps):
         child = space.mutate(current, rng)
@@ -111,7 +135,7 @@ def _walk(pool, start, steps, rng):
 def _shrunk_start(pool, rng, attempts=2000):
     """An in-budget relative of the start (for walks when the start itself
     is over budget), or None."""
-    structure = pool.searcher.init_structure
+    structure = pool.setup.init_structure
     budgets = pool.budgets
 
     def over(cost):
@@ -121,7 +145,7 @@ def _shrunk_start(pool, rng, attempts=2000):
     for _ in range(attempts):
         if best[0] <= 1:
             return best[1]
-        child = pool.searcher.space.mutate(best[1], rng)
+        child = pool.setup.space.mutate(best[1], rng)
         ratio = over(pool.cost(child))
         if ratio < best[0]:
             best = (ratio, child)
@@ -146,12 +170,12 @@ def _stratified(candidates, count, rng):
     return picks
 
 
-def sample_architectures(searcher, num_archs, seed=0, band=0.8,
+def sample_architectures(setup, num_archs, seed=0, band=0.8,
                          pool_size=None, walk_steps=40):
     """Draw ``num_archs`` distinct in-budget structures for a rank study.
 
     Args:
-        searcher: An ``EntropyEvolution`` (see :func:`build_searcher`); it is
+        setup (SearchSetup): From :func:`build_searcher`; its searcher is
             run once to find the search's best structure.
         num_archs (int): Structures to draw (at least 3).
         seed (int): Seed of the draw.
@@ -174,14 +198,14 @@ def sample_architectures(searcher, num_archs, seed=0, band=0.8,
             f'--num-archs must be an integer >= 3 (a rank correlation needs '
             f'at least 3 architectures), got {num_archs!r}')
     rng = random.Random(seed)
-    pool = _Pool(searcher)
+    pool = _Pool(setup)
     notes = []
-    result = searcher.run()
+    result = setup.searcher.run()
     best = result['best_structure']
     pool.add(best)
     for entry in result['top_k']:
         pool.add(entry['structure'])
-    start = searcher.init_structure
+    start = setup.init_structure
     start_cost = pool.add(start)
     if not pool.within(start_cost):
         over = [k for k, v in pool.budgets.items() if start_cost[k] > v]
@@ -190,9 +214,9 @@ def sample_architectures(searcher, num_archs, seed=0, band=0.8,
             f'({", ".join(f"{k} {start_cost[k]:.4g} > {pool.budgets[k]:.4g}" for k in over)}'
             '); it is not in the sample')
         start = None
-    template = searcher.init_structure
+    template = setup.init_structure
     for _ in range(pool_size or max(2000, 100 * num_archs)):
-        pool.add(searcher.space.sample(template, rng))
+        pool.add(setup.space.sample(template, rng))
     walk_from = [start or _shrunk_start(pool, rng), best]
     randoms = sorted(pool.entries.values(), key=lambda e: e['score'])
     walk_from += [e['structure'] for e in _stratified(

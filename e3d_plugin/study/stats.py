@@ -37,9 +37,10 @@ def _degenerate(x, y, labels):
 
 
 def _interval(x, y, statistic, n_resamples, confidence, seed):
-    """Percentile bootstrap interval of ``statistic(x, y)`` (NaN where the
-    resamples leave it undefined)."""
-    from scipy.stats import bootstrap
+    """Percentile bootstrap interval of ``statistic(x, y)`` and the number
+    of resamples it is undefined for (left out; NaN when they are half or
+    more)."""
+    from scipy.stats import bootstrap, quantile
 
     def guarded(a, b):
         # a resample may repeat one architecture only: undefined, not 0
@@ -48,13 +49,23 @@ def _interval(x, y, statistic, n_resamples, confidence, seed):
         return statistic(a, b)
 
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
+        warnings.simplefilter('ignore')  # scipy's warning on NaN resamples
         result = bootstrap((x, y), guarded, paired=True, vectorized=False,
                            n_resamples=n_resamples,
                            confidence_level=confidence, method='percentile',
                            rng=np.random.default_rng(seed))
-    low, high = result.confidence_interval
-    return [float(low), float(high)]
+    distribution = np.asarray(result.bootstrap_distribution)
+    defined = distribution[np.isfinite(distribution)]
+    undefined = int(distribution.size - defined.size)
+    if not undefined:
+        low, high = result.confidence_interval
+    elif defined.size > distribution.size / 2:
+        # the same quantiles scipy takes, over the defined resamples
+        alpha = (1 - confidence) / 2
+        low, high = quantile(defined, [alpha, 1 - alpha])
+    else:
+        low = high = math.nan
+    return [float(low), float(high)], undefined
 
 
 def rank_correlation(x, y, n_resamples=2000, confidence=0.95, seed=0,
@@ -67,8 +78,9 @@ def rank_correlation(x, y, n_resamples=2000, confidence=0.95, seed=0,
     Returns:
         dict: ``n``, ``kendall_tau``, ``kendall_tau_ci`` (``[low, high]``),
         ``spearman_rho``, ``spearman_rho_ci`` and ``note`` (None, or why the
-        values are NaN). An interval is NaN when some resamples leave the
-        statistic undefined (e.g. many tied accuracies in a small sample).
+        values are NaN, or how many bootstrap resamples were left out:
+        those that repeat one value only, where the statistic is undefined;
+        the interval is NaN when they are half or more).
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -88,14 +100,17 @@ def rank_correlation(x, y, n_resamples=2000, confidence=0.95, seed=0,
         return result
     result['kendall_tau'] = float(_tau(x, y))
     result['spearman_rho'] = float(_rho(x, y))
-    result['kendall_tau_ci'] = _interval(x, y, _tau, n_resamples,
-                                         confidence, seed)
-    result['spearman_rho_ci'] = _interval(x, y, _rho, n_resamples,
-                                          confidence, seed)
-    if any(math.isnan(v) for v in result['kendall_tau_ci'] +
-           result['spearman_rho_ci']):
-        result['note'] = ('some bootstrap resamples hold one proxy value or '
-                          'one accuracy only; no interval')
+    result['kendall_tau_ci'], undefined_tau = _interval(
+        x, y, _tau, n_resamples, confidence, seed)
+    result['spearman_rho_ci'], undefined_rho = _interval(
+        x, y, _rho, n_resamples, confidence, seed)
+    undefined = max(undefined_tau, undefined_rho)
+    if undefined:
+        result['note'] = (
+            f'{undefined} of {n_resamples} bootstrap resamples hold one '
+            f'{labels[0]} or one {labels[1]} only; they are left out of the '
+            'interval' + (' (too many: no interval)' if math.isnan(
+                result['kendall_tau_ci'][0]) else ''))
     return result
 
 

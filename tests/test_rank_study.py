@@ -1,0 +1,536 @@
+"""Rank study: sampler, statistics, results file, resume, tool errors."""
+import json
+import math
+import os
+import os.path as osp
+import random
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from mmengine.config import Config
+
+from e3d_plugin.cost import compute_cost
+from e3d_plugin.structure import Structure, load_structure
+from e3d_plugin.study import (RankStudy, StudyError, append_result,
+                              build_searcher, finished_runs, rank_correlation,
+                              read_accuracy, read_results,
+                              sample_architectures, top_k_overlap,
+                              trained_rank, write_run_config)
+from tests.helpers import ROOT, load_tool
+
+SEARCH_XS = osp.join(ROOT, 'configs', 'search_e3d_xs.py')
+TRAIN_XS = osp.join(ROOT, 'configs', 'e3d',
+                    'e3d_xs_8x4x1_synthetic-motion.py')
+FLOPS_BUDGET = 4.0e7  # configs/search_e3d_xs.py
+
+
+def xs_searcher(**options):
+    cfg = Config.fromfile(SEARCH_XS)
+    cfg.merge_from_dict(options)
+    return build_searcher(cfg, num_candidates=2000)
+
+
+@pytest.fixture(scope='module')
+def sample12():
+    return sample_architectures(xs_searcher(), 12, seed=0)
+
+
+# ----------------------------------------------------------------------
+# sampler
+def test_sampler_distinct_in_budget_with_best_start_and_band(sample12):
+    archs = sample12['archs']
+    structures = [a['structure'] for a in archs]
+    assert len(archs) == 12 and len(set(structures)) == 12
+    for arch in archs:
+        flops, params, layers = compute_cost(arch['structure'], 64, 8)
+        assert flops <= FLOPS_BUDGET and layers <= 20
+        assert arch['cost'] == dict(flops=flops, params=params,
+                                    layers=layers)
+        assert arch['in_band'] == (flops >= 0.8 * FLOPS_BUDGET)
+    assert sample12['band_flops'] == pytest.approx(0.8 * FLOPS_BUDGET)
+    assert sum(a['in_band'] for a in archs) >= 6
+    roles = [a['role'] for a in archs]
+    assert roles.count('best') == 1 and roles.count('start') == 1
+    best = xs_searcher().searcher.run()
+    by_role = {a['role']: a for a in archs}
+    assert by_role['best']['structure'] == best['best_structure']
+    assert by_role['best']['score'] == pytest.approx(best['best_score'])
+    assert by_role['start']['structure'] == load_structure('E3D-XS')
+    assert [a['id'] for a in archs] == [f'a{i:02d}' for i in range(12)]
+    scores = [a['score'] for a in archs]
+    assert scores == sorted(scores)
+    assert sample12['notes'] == []
+
+
+def test_sampler_spans_the_score_range(sample12):
+    searcher = xs_searcher()
+    rng = random.Random(123)
+    template = load_structure('E3D-XS')
+    randoms = []
+    for _ in range(1000):
+        structure = searcher.space.sample(template, rng)
+        flops, _, layers = compute_cost(structure, 64, 8)
+        if flops <= FLOPS_BUDGET and layers <= 20:
+            randoms.append(searcher.score(structure))
+    scores = [a['score'] for a in sample12['archs']]
+    # the lowest stratum gives the pool's lowest score, the best the highest
+    assert min(scores) <= np.percentile(randoms, 2)
+    assert max(scores) >= max(randoms)
+    # no stratum is empty: no gap wider than a third of the range
+    gaps = np.diff(sorted(scores))
+    assert gaps.max() < (max(scores) - min(scores)) / 3
+    band = sorted(a['score'] for a in sample12['archs'] if a['in_band'])
+    assert band[-1] - band[0] > (max(scores) - min(scores)) / 3
+
+
+def test_sampler_deterministic_under_seed(sample12):
+    again = sample_architectures(xs_searcher(), 12, seed=0)
+    assert [a['structure'] for a in again['archs']] == [
+        a['structure'] for a in sample12['archs']]
+    other = sample_architectures(xs_searcher(), 12, seed=1)
+    assert [a['structure'] for a in other['archs']] != [
+        a['structure'] for a in sample12['archs']]
+
+
+def test_sampler_start_over_budget_is_left_out_with_a_note():
+    searcher = xs_searcher(**{'search.budgets.flops': 3.0e7})
+    sample = sample_architectures(searcher, 6, seed=0)
+    assert len(sample['notes']) == 1
+    assert sample['notes'][0].startswith(
+        'the starting structure is over the flops budget (flops 3.586e+07 '
+        '> 3e+07)')
+    assert 'start' not in [a['role'] for a in sample['archs']]
+    assert all(a['cost']['flops'] <= 3.0e7 for a in sample['archs'])
+    assert sum(a['in_band'] for a in sample['archs']) >= 3
+
+
+def tiny_space_options():
+    """A space of exactly 4 structures: E3D-XS with body depths 1 or 2."""
+    return {'space.kernels': [(3, 3)], 'space.width_multipliers': [1.0],
+            'space.bottleneck_ratios': [3.0], 'space.max_first_depth': 1,
+            'space.max_depth': 2}
+
+
+def test_sampler_refuses_more_archs_than_the_space_gives():
+    searcher = xs_searcher(**tiny_space_options())
+    with pytest.raises(StudyError, match=r'--num-archs 5: the space gives '
+                       r'only 4 distinct structures within the budgets'):
+        sample_architectures(searcher, 5, seed=0)
+    assert len(sample_architectures(xs_searcher(**tiny_space_options()), 4,
+                                    seed=0)['archs']) == 4
+
+
+# ----------------------------------------------------------------------
+# statistics
+def test_kendall_and_spearman_with_ties_against_hand_computed():
+    x = [1, 2, 2, 3, 4]
+    y = [1, 3, 2, 2, 5]
+    # Pairs (i < j), 10 in all: concordant (0,1) (0,2) (0,3) (0,4) (1,4)
+    # (2,4) (3,4) = 7; discordant (1,3) = 1; tied in x only (1,2); tied in
+    # y only (2,3). tau-b = (C - D) / sqrt((n0 - n1)(n0 - n2))
+    # = 6 / sqrt(9 * 9).
+    # Average ranks: x -> 1, 2.5, 2.5, 4, 5; y -> 1, 4, 2.5, 2.5, 5; both
+    # centred on 3: dx = -2, -.5, -.5, 1, 2; dy = -2, 1, -.5, -.5, 2;
+    # rho = sum(dx dy) / sqrt(sum dx^2 sum dy^2) = 7.25 / 9.5.
+    stats = rank_correlation(x, y, n_resamples=200)
+    assert stats['n'] == 5
+    assert stats['kendall_tau'] == pytest.approx(6 / 9)
+    assert stats['spearman_rho'] == pytest.approx(7.25 / 9.5)
+    # A pair tied in both: (0,1). Others: D (0,2) (1,2); C (0,3) (1,3)
+    # (2,3). n0 = 6, n1 = n2 = 1: tau-b = (3 - 2) / sqrt(5 * 5) = 0.2.
+    # Ranks x 1.5, 1.5, 3, 4; y 2.5, 2.5, 1, 4 (mean 2.5): dx -1, -1, .5,
+    # 1.5; dy 0, 0, -1.5, 1.5; rho = 1.5 / sqrt(4.5 * 4.5) = 1/3.
+    stats = rank_correlation([1, 1, 2, 3], [2, 2, 1, 3], n_resamples=200)
+    assert stats['kendall_tau'] == pytest.approx(0.2)
+    assert stats['spearman_rho'] == pytest.approx(1 / 3)
+    # reversed order: both flip sign exactly
+    stats = rank_correlation([1, 2, 3, 4], [8, 6, 4, 2], n_resamples=200)
+    assert stats['kendall_tau'] == pytest.approx(-1.0)
+    assert stats['spearman_rho'] == pytest.approx(-1.0)
+
+
+def test_bootstrap_interval_holds_the_estimate_and_is_seeded():
+    x = np.arange(14, dtype=float)
+    y = x + np.array([3, -2, 4, 0, -3, 5, 1, -4, 2, 0, -1, 3, -2, 1]) * 1.5
+    first = rank_correlation(x, y, n_resamples=500, seed=0)
+    again = rank_correlation(x, y, n_resamples=500, seed=0)
+    other = rank_correlation(x, y, n_resamples=500, seed=1)
+    for key in ('kendall_tau', 'spearman_rho'):
+        low, high = first[f'{key}_ci']
+        assert -1 <= low < first[key] < high <= 1
+        assert again[f'{key}_ci'] == first[f'{key}_ci']
+        assert other[f'{key}_ci'] != first[f'{key}_ci']
+        assert other[key] == first[key]
+    # more data, same relation: a narrower interval
+    wide = rank_correlation(x[:7], y[:7], n_resamples=500, seed=0)
+    assert np.diff(wide['spearman_rho_ci'])[0] > np.diff(
+        first['spearman_rho_ci'])[0]
+
+
+def test_degenerate_cases_give_nan_and_a_note():
+    constant = rank_correlation([1, 2, 3, 4], [0.1] * 4)
+    assert math.isnan(constant['kendall_tau'])
+    assert math.isnan(constant['spearman_rho_ci'][0])
+    assert constant['note'] == ('the accuracy is the same for every '
+                                'architecture')
+    flat = rank_correlation([5, 5, 5], [0.1, 0.2, 0.3])
+    assert flat['note'] == 'the proxy is the same for every architecture'
+    two = rank_correlation([1, 2], [0.1, 0.2])
+    assert math.isnan(two['spearman_rho']) and two['n'] == 2
+    assert two['note'] == '2 architectures; at least 3 are needed'
+    # NaN accuracies (untrained architectures) are left out
+    partial = rank_correlation([1, 2, 3, 4], [0.1, math.nan, 0.3, 0.2],
+                               n_resamples=100)
+    assert partial['n'] == 3
+    assert partial['kendall_tau'] == pytest.approx(1 / 3)
+
+
+def test_trained_rank_and_top_k_overlap():
+    proxy = [0.1, 0.9, 0.5, 0.3]
+    acc = [0.4, 0.6, 0.6, 0.2]
+    assert trained_rank(proxy, acc) == 1  # tied for first
+    assert trained_rank([0.9, 0.1, 0.5, 0.3], acc) == 3
+    assert trained_rank([0.1, 0.2, 0.5, 0.9], acc) == 4
+    assert top_k_overlap(proxy, acc, 2) == 2
+    assert top_k_overlap([0.9, 0.1, 0.2, 0.8], acc, 2) == 0
+    assert top_k_overlap(proxy, acc, 10) == 4
+
+
+# ----------------------------------------------------------------------
+# results file, run configs, accuracies
+def test_results_file_drops_a_half_written_line(tmp_path):
+    path = str(tmp_path / 'results.jsonl')
+    append_result(path, dict(arch='a00', seed=0, status='done', final=0.5,
+                             best=0.6))
+    append_result(path, dict(arch='a01', seed=0, status='failed'))
+    with open(path, 'ab') as f:
+        f.write(b'{"arch": "a02", "seed": 0, "sta')
+    records, notes = read_results(path)
+    assert [r['arch'] for r in records] == ['a00', 'a01']
+    assert notes == [f'{path}: dropped a half-written last line (31 bytes)']
+    append_result(path, dict(arch='a02', seed=0, status='done', final=0.1,
+                             best=0.2))
+    records, notes = read_results(path)
+    assert notes == [] and len(records) == 3
+    assert set(finished_runs(records)) == {('a00', 0), ('a02', 0)}
+    # a later record of a run wins
+    append_result(path, dict(arch='a01', seed=0, status='done', final=0.3,
+                             best=0.3))
+    assert finished_runs(read_results(path)[0])[('a01', 0)]['final'] == 0.3
+
+
+def test_run_config_replaces_structure_head_and_seed(tmp_path):
+    structure = load_structure('E3D-XS')
+    wider = Structure(structure[:-1] + (structure[-1]._replace(
+        out_channels=320), ))
+    path = write_run_config(str(tmp_path / 'config.py'), TRAIN_XS, wider, 7)
+    cfg = Config.fromfile(path)
+    backbone = cfg.model.backbone
+    assert backbone.type == 'E3D' and backbone.arch is None
+    assert backbone.structure is None
+    assert load_structure(backbone.structure_file) == wider
+    assert backbone.channels_last is True  # the recipe's settings stay
+    assert cfg.model.cls_head.in_channels == 320
+    assert cfg.model.cls_head.num_classes == 10
+    assert cfg.randomness.seed == 7 and cfg.train_cfg.max_epochs == 12
+    assert 'structure_file' in cfg.pretty_text  # mmengine can re-format it
+
+
+def test_read_accuracy_from_mmengine_scalars(tmp_path):
+    run = tmp_path / 'run' / '20240101_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    lines = [dict(loss=2.3, step=1), {'acc/top1': 0.2, 'step': 1},
+             dict(loss=1.9, step=2), {'acc/top1': 0.5, 'step': 2},
+             {'acc/top1': 0.4, 'step': 3}]
+    (run / 'scalars.json').write_text(
+        '\n'.join(json.dumps(line) for line in lines) + '\n')
+    assert read_accuracy(str(tmp_path / 'run')) == ([0.2, 0.5, 0.4],
+                                                    [1, 2, 3])
+    assert read_accuracy(str(tmp_path / 'none')) == ([], [])
+
+
+# ----------------------------------------------------------------------
+# training loop with a stand-in trainer: resume and kills
+FAKE_TRAINER = '''
+import json, os, signal, sys
+config, run_dir = sys.argv[1], sys.argv[3]
+name = os.path.basename(run_dir)
+with open(os.environ['CALLS'], 'a') as f:
+    f.write(name + '\\n')
+if name == os.environ.get('KILL_STUDY_AT'):
+    os.kill(os.getppid(), signal.SIGKILL)  # the study dies mid-run
+    sys.exit(0)
+if name == os.environ.get('KILL_RUN'):
+    os.kill(os.getpid(), signal.SIGKILL)
+structure = json.load(open(os.path.join(run_dir, 'structure.json')))
+seed = int(open(config).read().split('seed=')[1].split(')')[0])
+width = structure['blocks'][-2]['out']
+out = os.path.join(run_dir, '20990101_000000', 'vis_data')
+os.makedirs(out)
+with open(os.path.join(out, 'scalars.json'), 'w') as f:
+    for epoch, acc in ((1, 0.1), (2, width / 1000 + seed / 100)):
+        f.write(json.dumps({'acc/top1': acc, 'step': epoch}) + '\\n')
+'''
+
+
+@pytest.fixture
+def fake_setup(tmp_path):
+    """A training config with (empty) data on disk, a stand-in trainer
+    writing mmengine scalars, and a study factory using them."""
+    data = tmp_path / 'data'
+    (data / 'videos').mkdir(parents=True)
+    for name in ('train_list.txt', 'val_list.txt'):
+        (data / name).write_text('')
+    train = tmp_path / 'train.py'
+    train.write_text(textwrap.dedent(f'''
+        _base_ = [{TRAIN_XS!r}]
+        data_root = {str(data)!r}
+        train_dataloader = dict(dataset=dict(
+            ann_file=data_root + '/train_list.txt',
+            data_prefix=dict(video=data_root + '/videos')))
+        val_dataloader = dict(dataset=dict(
+            ann_file=data_root + '/val_list.txt',
+            data_prefix=dict(video=data_root + '/videos')))
+        test_dataloader = val_dataloader
+        '''))
+    trainer = tmp_path / 'fake_train.py'
+    trainer.write_text(FAKE_TRAINER)
+    calls = tmp_path / 'calls.txt'
+
+    def study(work_dir, resume=False, **kwargs):
+        return RankStudy(SEARCH_XS, str(train), str(tmp_path / work_dir),
+                         num_archs=4, seeds=2, num_candidates=2000,
+                         resume=resume, n_resamples=200,
+                         train_command=[sys.executable, str(trainer)],
+                         stream=open(os.devnull, 'w'), **kwargs)
+
+    return dict(tmp=tmp_path, train=str(train), trainer=str(trainer),
+                calls=calls, study=study)
+
+
+def called(setup):
+    path = setup['calls']
+    runs = path.read_text().split() if path.exists() else []
+    path.write_text('')
+    return runs
+
+
+def expected_acc(study):
+    """What the stand-in trainer reports for every run of ``study``."""
+    return {(arch['id'], seed): arch['structure'][-2]['out'] / 1000 +
+            seed / 100 for arch in study.plan['archs']
+            for seed in range(2)}
+
+
+def test_study_trains_every_run_once_and_reports(fake_setup, monkeypatch):
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    study = fake_setup['study']('whole')
+    study.prepare()
+    trained = study.train()
+    assert called(fake_setup) == [f'a{i:02d}_seed{s}' for s in (0, 1)
+                                  for i in range(4)]
+    assert all(r['status'] == 'done' for r in trained)
+    expected = expected_acc(study)
+    assert {(r['arch'], r['seed']): r['final'] for r in trained} == (
+        pytest.approx(expected))
+    assert all(r['best'] == max(r['final'], 0.1) for r in trained)
+    report = study.report()
+    for arch in report['archs']:
+        finals = [expected[(arch['id'], s)] for s in (0, 1)]
+        assert arch['acc']['1']['final'] == pytest.approx(finals[1])
+        assert arch['mean'] == pytest.approx(np.mean(finals))
+        assert arch['std'] == pytest.approx(np.std(finals, ddof=1))
+    widths = [a['structure'][-2]['out'] for a in report['archs']]
+    width_rho = rank_correlation(widths, [a['mean'] for a in
+                                          report['archs']])['spearman_rho']
+    assert width_rho == pytest.approx(1.0)
+    params = report['correlations']['params']
+    assert params['spearman_rho'] == pytest.approx(rank_correlation(
+        [a['proxies']['params'] for a in report['archs']],
+        [a['mean'] for a in report['archs']])['spearman_rho'])
+    # seed 1 = seed 0 + 0.01: the ceiling is a perfect rank agreement
+    # wherever the widths differ
+    assert report['seed_ceiling']['n'] == 4
+    saved = json.load(open(osp.join(study.work_dir, 'rank_study.json')))
+    assert set(saved) >= {'archs', 'correlations', 'seed_ceiling'}
+    assert set(saved['correlations']) == {
+        'stentr_score', 'stentr_score_norefine', 'flops', 'params',
+        'layers', 'random_score'}
+    for stats in saved['correlations'].values():
+        assert set(stats) >= {'kendall_tau', 'kendall_tau_ci',
+                              'spearman_rho', 'spearman_rho_ci', 'band'}
+    rows = open(osp.join(study.work_dir, 'rank_study.csv')).read().split()
+    assert len(rows) == 5 and rows[0].startswith('id,role,in_band,')
+    assert osp.getsize(osp.join(study.work_dir, 'rank_study.png')) > 10000
+    # nothing left to train
+    assert fake_setup['study']('whole', resume=True).train() == []
+    assert called(fake_setup) == []
+
+
+def test_killed_study_resumes_without_retraining(fake_setup, monkeypatch):
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    script = textwrap.dedent(f'''
+        import os, sys
+        sys.path.insert(0, {ROOT!r})
+        from e3d_plugin.study import RankStudy
+        study = RankStudy({SEARCH_XS!r}, {fake_setup['train']!r},
+                          {str(fake_setup['tmp'] / 'killed')!r},
+                          num_archs=4, seeds=2, num_candidates=2000,
+                          train_command=[sys.executable,
+                                         {fake_setup['trainer']!r}])
+        study.prepare()
+        study.train()
+        ''')
+    proc = subprocess.run([sys.executable, '-c', script],
+                          env=dict(os.environ, KILL_STUDY_AT='a02_seed0'),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert called(fake_setup) == ['a00_seed0', 'a01_seed0', 'a02_seed0']
+    results = fake_setup['tmp'] / 'killed' / 'results.jsonl'
+    assert len(results.read_text().splitlines()) == 2
+    with open(results, 'ab') as f:  # and a write the kill cut short
+        f.write(b'{"arch": "a02", "seed": 0, "status": "do')
+    study = fake_setup['study']('killed', resume=True)
+    study.prepare()
+    trained = study.train()
+    assert called(fake_setup) == ['a02_seed0', 'a03_seed0'] + [
+        f'a{i:02d}_seed1' for i in range(4)]
+    records, notes = read_results(str(results))
+    assert notes == [] and len(records) == 8
+    done = finished_runs(records)
+    assert {k: r['final'] for k, r in done.items()} == pytest.approx(
+        expected_acc(study))
+    assert len(trained) == 6
+    # the report equals that of a study nobody stopped
+    whole = fake_setup['study']('whole')
+    whole.prepare()
+    whole.train()
+    called(fake_setup)
+    assert json.dumps(study.report(write=False)['correlations']) == (
+        json.dumps(whole.report(write=False)['correlations']))
+
+
+def test_a_killed_run_is_recorded_and_retried_alone(fake_setup, monkeypatch):
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    monkeypatch.setenv('KILL_RUN', 'a01_seed1')
+    study = fake_setup['study']('run_killed')
+    study.prepare()
+    trained = study.train()
+    assert len(trained) == 8 and len(called(fake_setup)) == 8
+    failed = [r for r in trained if r['status'] != 'done']
+    assert [(r['arch'], r['seed'], r['reason']) for r in failed] == [
+        ('a01', 1, 'killed by signal 9')]
+    assert study.failed() == [('a01', 1, 'killed by signal 9')]
+    report = study.report(write=False)
+    assert report['runs_done'] == 7
+    assert report['seed_ceiling']['n'] == 3  # a01 lacks seed 1
+    monkeypatch.delenv('KILL_RUN')
+    again = fake_setup['study']('run_killed', resume=True)
+    again.prepare()
+    assert [(r['arch'], r['seed'], r['status']) for r in again.train()] == [
+        ('a01', 1, 'done')]
+    assert called(fake_setup) == ['a01_seed1'] and again.failed() == []
+
+
+def test_first_run_failing_stops_the_study(fake_setup, monkeypatch):
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    monkeypatch.setenv('KILL_RUN', 'a00_seed0')
+    study = fake_setup['study']('first_fails')
+    study.prepare()
+    with pytest.raises(StudyError, match=r'the first run failed \(killed '
+                       r'by signal 9\); see .*a00_seed0/train.log'):
+        study.train()
+    assert called(fake_setup) == ['a00_seed0']
+
+
+# ----------------------------------------------------------------------
+# the tool: bad inputs
+def write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@pytest.fixture
+def tool_inputs(fake_setup):
+    tmp = fake_setup['tmp']
+    x3d = write(tmp / 'x3d.py', f'''
+        _base_ = [{fake_setup['train']!r}]
+        model = dict(backbone=dict(_delete_=True, type='X3D'))
+        ''')
+    no_data = write(tmp / 'no_data.py', f'''
+        _base_ = [{TRAIN_XS!r}]
+        train_dataloader = dict(dataset=dict(ann_file='/no/such/list.txt'))
+        ''')
+    plan_dir = str(tmp / 'planned')
+    fake_setup['study']('planned').prepare()  # a plan, nothing trained
+    return dict(train=fake_setup['train'], x3d=x3d, no_data=no_data,
+                planned=plan_dir, tmp=tmp)
+
+
+BAD_INPUTS = [
+    (dict(train='/no/such/train.py'),
+     "error: --train-config: config file '/no/such/train.py' does not "
+     'exist'),
+    (dict(train='{no_data}'),
+     "error: --train-config {no_data}: train_dataloader.dataset.ann_file: "
+     "'/no/such/list.txt' does not exist"),
+    (dict(train='{x3d}'),
+     "error: --train-config {x3d}: model.backbone.type is 'X3D', not 'E3D'; "
+     "the study replaces an E3D backbone's structure, so give a config "
+     'with an E3D backbone'),
+    (dict(extra=['--num-archs', '2']),
+     'error: --num-archs must be an integer >= 3 (a rank correlation needs '
+     'at least 3 architectures), got 2'),
+    (dict(extra=['--seeds', '0']),
+     'error: --seeds must be an integer >= 1, got 0'),
+    (dict(extra=['--num-archs', '5', '--cfg-options'] + [
+        f'{k}={v}'.replace(' ', '') for k, v in tiny_space_options().items()
+    ]), 'error: {search}: --num-archs 5: the space gives only 4 distinct '
+     "structures within the budgets {{'flops': 40000000.0, 'layers': 20}}; "
+     'lower --num-archs or widen the space'),
+    (dict(extra=['--cfg-options', 'search.budgets.flops=-1']),
+     'error: {search}: budget flops must be a positive number, got -1'),
+    (dict(extra=['--cfg-options', 'search.budgets.flops']),
+     "error: --cfg-options: 'search.budgets.flops' is not key=value (see "
+     '--help)'),
+    (dict(work_dir='{planned}', extra=['--num-archs', '5']),
+     'error: work dir {planned} holds a rank study with num_archs 4, not 5; '
+     'choose another --work-dir (or repeat its settings)'),
+    (dict(work_dir='{planned}', extra=['--num-archs', '4']),
+     'error: work dir {planned} already holds this rank study; pass '
+     '--resume to continue it, --report-only to report it, or choose '
+     'another --work-dir'),
+    (dict(extra=['--resume']),
+     'error: --resume: no rank study in {work} (no study_plan.json); run '
+     'without it to start one'),
+    (dict(extra=['--gpus', '1']),
+     'error: --gpus 1: this machine has 0 CUDA devices; lower --gpus (0 '
+     'trains on the default device)'),
+]
+
+
+@pytest.mark.parametrize('case,message', BAD_INPUTS)
+def test_tool_bad_inputs_one_line_exit_2(case, message, tool_inputs,
+                                         capsys):
+    import torch
+    if '--gpus' in case.get('extra', []) and torch.cuda.is_available():
+        pytest.skip('a CUDA machine has GPUs to run on')
+    values = dict(tool_inputs, search=SEARCH_XS,
+                  work=str(tool_inputs['tmp'] / 'work'))
+    train = case.get('train', '{train}').format(**values)
+    work_dir = case.get('work_dir', '{work}').format(**values)
+    argv = [SEARCH_XS, '--train-config', train, '--work-dir', work_dir,
+            '--num-candidates', '2000', '--num-archs', '4']
+    argv += case.get('extra', [])
+    try:
+        code = load_tool('rank_study').main(argv)
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == message.format(**values) + '\n'
+    assert not osp.exists(values['work']) or os.listdir(values['work']) == []
+
