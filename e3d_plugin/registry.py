@@ -1,12 +1,14 @@
 """Registries of the plugin, children of mmengine's root registries.
 
 Each has the scope ``e3d_plugin``; a parent holds one child per scope, so the
-first three hang under three roots, chosen by role (as mmrazor does for its
-mutators and search loops):
+first two hang under two roots, chosen by role (as mmrazor does for its
+mutators):
 
 * ``SCORES`` (``STEntrScore``, ``RandomScore``) under ``TASK_UTILS``;
 * ``SEARCH_SPACES`` (``E3DSearchSpace``) under ``MODELS``;
-* ``SEARCHERS`` (``EntropyEvolution``) under ``LOOPS``;
+* ``SEARCHERS`` (``EntropyEvolution``) stands alone: a searcher is no
+  mmengine loop (it is not built by a ``Runner`` and has no ``runner``
+  argument), so it does not belong under ``LOOPS``;
 * ``LATENCY_PREDICTORS`` (``LatencyTable``) stands alone: mmengine has no
   root for it, and ``TASK_UTILS`` already holds the plugin's child.
 
@@ -14,7 +16,7 @@ So ``TASK_UTILS.build(dict(type='e3d_plugin.STEntrScore'))`` works as well as
 ``SCORES.build(dict(type='STEntrScore'))``. The backbone is registered in
 mmaction2's own ``MODELS`` instead, where mmaction2 configs look for it.
 """
-from mmengine.registry import LOOPS, MODELS, TASK_UTILS, Registry
+from mmengine.registry import MODELS, TASK_UTILS, Registry
 
 #: Training-free architecture scores.
 SCORES = Registry(
@@ -26,7 +28,7 @@ SEARCH_SPACES = Registry(
     locations=['e3d_plugin.nas'])
 #: Searchers.
 SEARCHERS = Registry(
-    'searcher', parent=LOOPS, scope='e3d_plugin',
+    'searcher', scope='e3d_plugin',
     locations=['e3d_plugin.nas'])
 
 #: Latency predictors of the search's ``latency`` budget.

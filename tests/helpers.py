@@ -4,7 +4,6 @@ import os.path as osp
 
 import pytest
 
-from e3d_plugin.nas import evolution as evolution_module
 
 #: The repository root, found from this file (never a machine path).
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -36,34 +35,28 @@ class Killed(Exception):
     """Stands for the search process being killed."""
 
 
-def run_capturing_population(search, monkeypatch):
+def run_capturing_population(search, monkeypatch=None):
     """Run ``search``; return its result and its final population (the
-    heap entries ``(score, order, structure, cost)``)."""
-    seen = {}
-    original = evolution_module.EntropyEvolution.result
-
-    def capture(self, heap, *args):
-        seen['heap'] = list(heap)
-        return original(self, heap, *args)
-
-    monkeypatch.setattr(evolution_module.EntropyEvolution, 'result', capture)
+    :class:`~e3d_plugin.nas.evolution.Candidate` records ``(score, order,
+    structure, cost)``, best first). ``monkeypatch`` is not needed any more
+    (the result holds the population); it is accepted for old callers."""
     result = search.run()
-    return result, seen['heap']
+    return result, list(result['population'])
 
 
 def kill_after_first_checkpoint(search, monkeypatch):
     """Run ``search`` until it has written its first checkpoint, then raise
     :class:`Killed` as a kill would stop it; return the candidates done at
     that checkpoint."""
-    original = search._save
+    original = search.checkpoint
     calls = []
 
-    def save_then_die(state):
-        original(state)
-        calls.append(state['done'])
+    def checkpoint_then_die(state, elapsed_s):
+        original(state, elapsed_s)
+        calls.append(state.done)
         raise Killed()
 
-    monkeypatch.setattr(search, '_save', save_then_die)
+    monkeypatch.setattr(search, 'checkpoint', checkpoint_then_die)
     with pytest.raises(Killed):
         search.run()
     return calls

@@ -1,5 +1,6 @@
 """Search: space validity, budgets, determinism, resume, tool outputs."""
 import json
+import os
 import os.path as osp
 import random
 
@@ -88,9 +89,10 @@ def test_budgets_never_exceeded_and_deterministic():
 
 
 def test_population_members_within_budget_and_unique(monkeypatch):
-    _, heap = run_capturing_population(searcher(num_candidates=5000),
-                                       monkeypatch)
-    structures = [e[2] for e in heap]
+    _, population = run_capturing_population(searcher(num_candidates=5000))
+    structures = [c.structure for c in population]
+    assert [c.score for c in population] == sorted(
+        (c.score for c in population), reverse=True)
     assert len(structures) == len(set(structures)) == 64
     for structure in structures:
         cost = compute_cost(structure, 224, 16)
@@ -121,7 +123,11 @@ def test_search_errors(tmp_path):
     with pytest.raises(SearchError, match='--resume: no checkpoint at'):
         searcher(work_dir=str(tmp_path)).run(resume=True)
     (tmp_path / 'search_checkpoint.pkl').write_bytes(b'not a pickle')
-    with pytest.raises(SearchError, match='is corrupt'):
+    with pytest.raises(SearchError, match='holds only a checkpoint of an '
+                       'earlier version'):
+        searcher(work_dir=str(tmp_path)).run(resume=True)
+    (tmp_path / 'search_checkpoint.json').write_bytes(b'not json')
+    with pytest.raises(SearchError, match='is damaged'):
         searcher(work_dir=str(tmp_path)).run(resume=True)
     with pytest.raises(SearchError, match='init_structure: block 1'):
         bad = [dict(b) for b in INIT]
@@ -152,8 +158,11 @@ def test_search_tool_outputs(tmp_path, capsys):
     assert png == b'\x89PNG\r\n\x1a\n'
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(work_dir, 'e3d_searched.py'))
+    base = Config.fromfile(osp.join(ROOT, 'configs', 'e3d',
+                                    'e3d_m_16x5x1_kinetics400-rgb.py'))
+    # only the structure is replaced; the recipe's other settings stay
     assert cfg.model.backbone == dict(
-        type='E3D',
+        base.model.backbone, type='E3D', arch=None, structure=None,
         structure_file=osp.abspath(osp.join(work_dir,
                                             'best_structure.json')))
     assert cfg.model.cls_head.in_channels == 512
@@ -183,9 +192,9 @@ def test_search_tool_resume_errors(tmp_path, capsys):
             str(tmp_path), '--no-progress', '--resume']
     assert tool.main(args) == 2
     assert '--resume: no checkpoint at' in capsys.readouterr().err
-    (tmp_path / 'search_checkpoint.pkl').write_text('garbage')
+    (tmp_path / 'search_checkpoint.json').write_text('garbage')
     assert tool.main(args) == 2
-    assert 'is corrupt' in capsys.readouterr().err
+    assert 'is damaged (not JSON' in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -265,3 +274,330 @@ def test_family_search_runs_each_member(tmp_path, capsys):
                       '--no-progress']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "family member 'X': no config at" in err[0]
+
+
+# ----------------------------------------------------------------------
+# checkpoints: JSON with a checksum, settings checked on resume
+
+
+def test_searchers_registry_stands_alone():
+    from mmengine.registry import LOOPS
+
+    from e3d_plugin.registry import SEARCHERS, build
+    assert SEARCHERS.parent is None
+    assert 'e3d_plugin' not in LOOPS.children
+    built = build(SEARCHERS, dict(type='EntropyEvolution', score=SCORE,
+                                  space=SPACE, init_structure=INIT,
+                                  progress=False))
+    assert isinstance(built, EntropyEvolution)
+    assert built.num_candidates == 100000
+
+
+def test_checkpoint_is_json_with_checksum(tmp_path):
+    import hashlib
+    work_dir = str(tmp_path)
+    stale = tmp_path / 'search_checkpoint.json.tmp999999999'
+    stale.write_text('left by a killed run')
+    search = searcher(num_candidates=3000, checkpoint_interval=1000,
+                      work_dir=work_dir)
+    result = search.run()
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'search_checkpoint.json']
+    text = (tmp_path / 'search_checkpoint.json').read_text()
+    data = json.loads(text)
+    assert data['format'] == 'e3d-search-checkpoint'
+    assert data['version'] == 2
+    body = json.dumps(data['payload'], sort_keys=True,
+                      separators=(',', ':'))
+    assert hashlib.sha256(body.encode()).hexdigest() == data['sha256']
+    payload = data['payload']
+    assert payload['finished'] is True
+    assert payload['settings'] == search.settings()
+    assert payload['settings']['score'] == dict(
+        type='STEntrScore', image_size=[224, 224], frames=16,
+        stage_weights=[0.0, 0.0, 0.0, 0.0, 1.0], refine=True)
+    state = payload['state']
+    assert state['done'] == 3000
+    assert len(state['population']) == 64
+    assert state['best'][0] == result['best_score']  # exact float
+    assert Structure.from_dicts(state['best'][2]) == result[
+        'best_structure']
+    assert state['curve'] == [list(p) for p in result['curve']]
+
+
+def _killed_checkpoint(work_dir, monkeypatch, **kwargs):
+    search = searcher(num_candidates=3000, checkpoint_interval=1000,
+                      work_dir=str(work_dir), seed=1, **kwargs)
+    assert kill_after_first_checkpoint(search, monkeypatch) == [1000]
+    return osp.join(str(work_dir), 'search_checkpoint.json')
+
+
+def _rewrite(path, edit):
+    """Edit the payload and store it with a valid checksum (a forgery)."""
+    import hashlib
+    data = json.load(open(path))
+    edit(data['payload'])
+    body = json.dumps(data['payload'], sort_keys=True, separators=(',', ':'))
+    data['sha256'] = hashlib.sha256(body.encode()).hexdigest()
+    with open(path, 'w') as f:
+        json.dump(data, f)
+
+
+def _set(keys, value):
+    def edit(payload):
+        target = payload
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize('damage,reason', [
+    (lambda text: text[:len(text) // 2], 'not JSON'),
+    (lambda text: text.replace('"done":1000', '"done":1001'),
+     'checksum mismatch: the file was damaged or edited'),
+    (lambda text: '[' * 100000 + ']' * 100000, 'not JSON text'),
+    (lambda text: '[1, 2]', 'not a e3d-search-checkpoint file'),
+    (lambda text: '{"a":' * 100000 + '1' + '}' * 100000, 'not JSON text'),
+    (lambda text: text.replace('"version":2', '"version":1'),
+     'version 1, not 2'),
+    (lambda text: b'\xff\xfe{}', 'not JSON text (UnicodeDecodeError)'),
+    (lambda text: '', 'not JSON: Expecting value'),
+])
+def test_damaged_checkpoint_refused(tmp_path, monkeypatch, damage, reason):
+    path = _killed_checkpoint(tmp_path, monkeypatch)
+    damaged = damage(open(path).read())
+    with open(path, 'wb' if isinstance(damaged, bytes) else 'w') as f:
+        f.write(damaged)
+    with pytest.raises(SearchError) as info:
+        searcher(num_candidates=3000, checkpoint_interval=1000,
+                 work_dir=str(tmp_path), seed=1).run(resume=True)
+    message = str(info.value)
+    assert '\n' not in message
+    assert message.startswith(f'--resume: checkpoint {path} is damaged')
+    assert reason in message
+    assert message.endswith('; delete it to start over')
+
+
+@pytest.mark.parametrize('keys,value,reason', [
+    (('state', 'population', 0, 2, 1, 'k'), 4, "field 'k' must be an odd"),
+    (('state', 'population', 0, 3, 'flops'), 'many', 'cost flops is not'),
+    (('state', 'rng', 1), [1, 2], 'random generator'),
+    (('state', 'rng'), 'seed', 'random generator'),
+    (('state', 'population'), [], 'the population is empty'),
+    (('state', 'done'), -1, 'done is not an integer >= 0'),
+    (('state', 'curve'), [[1, 2]], 'the curve is not'),
+    (('state',), None, 'no state'),
+])
+def test_forged_checkpoint_refused(tmp_path, monkeypatch, keys, value,
+                                   reason):
+    """A file edited with a valid checksum is still checked field by
+    field: one line, no traceback, never resumed."""
+    path = _killed_checkpoint(tmp_path, monkeypatch)
+    _rewrite(path, _set(keys, value))
+    with pytest.raises(SearchError) as info:
+        searcher(num_candidates=3000, checkpoint_interval=1000,
+                 work_dir=str(tmp_path), seed=1).run(resume=True)
+    assert f'{path} is damaged' in str(info.value)
+    assert reason in str(info.value)
+
+
+def test_crafted_checkpoint_executes_nothing(tmp_path):
+    import pickle
+
+    class Marker:
+        def __reduce__(self):
+            return (open, (str(tmp_path / 'MARKER'), 'w'))
+
+    crafted = pickle.dumps({'version': 1, 'x': Marker()})
+    for name in ('search_checkpoint.json', 'search_checkpoint.pkl'):
+        (tmp_path / name).write_bytes(crafted)
+    with pytest.raises(SearchError, match='is damaged'):
+        searcher(work_dir=str(tmp_path)).run(resume=True)
+    (tmp_path / 'search_checkpoint.json').unlink()
+    with pytest.raises(SearchError, match='which is not read'):
+        searcher(work_dir=str(tmp_path)).run(resume=True)
+    assert not (tmp_path / 'MARKER').exists()
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(score=dict(SCORE, refine=False)),
+     'score.refine: True in the checkpoint, False now'),
+    (dict(score=dict(SCORE, stage_weights=(0, 0, 0, 0.5, 1))),
+     'score.stage_weights: [0.0, 0.0, 0.0, 0.0, 1.0] in the checkpoint, '
+     '[0.0, 0.0, 0.0, 0.5, 1.0] now'),
+    (dict(score=dict(type='RandomScore')),
+     "score.type: 'STEntrScore' in the checkpoint, 'RandomScore' now"),
+    (dict(space=dict(SPACE, max_depth=5)),
+     'space.max_depth: 6 in the checkpoint, 5 now'),
+    (dict(space=dict(SPACE, kernels=((1, 3), (1, 5), (3, 3), (3, 5)))),
+     'space.kernels: [[1, 3], [1, 5], [3, 3]] in the checkpoint, '
+     '[[1, 3], [1, 5], [3, 3], [3, 5]] now'),
+    (dict(image_size=192),
+     'image_size: [224, 224] in the checkpoint, [192, 192] now'),
+    (dict(frames=8), 'frames: 16 in the checkpoint, 8 now'),
+    (dict(population_size=32),
+     'population_size: 64 in the checkpoint, 32 now'),
+    (dict(num_candidates=4000),
+     'num_candidates: 3000 in the checkpoint, 4000 now'),
+    (dict(crossover_prob=0.3),
+     'crossover_prob: 0.2 in the checkpoint, 0.3 now'),
+    (dict(seed=2), 'seed: 1 in the checkpoint, 2 now'),
+    (dict(budgets=dict(flops=4.0e9, layers=83)),
+     'budgets.flops: 5000000000.0 in the checkpoint, 4000000000.0 now'),
+    (dict(budgets=dict(flops=5.0e9)),
+     'budgets.layers: 83 in the checkpoint, None now'),
+    (dict(init_structure='E3D-M'),
+     'init_structure.1.L: 1 in the checkpoint, 3 now'),
+    (dict(log_interval=500), 'log_interval: 1000 in the checkpoint, 500 now'),
+])
+def test_resume_refuses_changed_settings(tmp_path, monkeypatch, change,
+                                         message):
+    _killed_checkpoint(tmp_path, monkeypatch)
+    args = dict(num_candidates=3000, checkpoint_interval=1000,
+                work_dir=str(tmp_path), seed=1)
+    args.update(change)
+    with pytest.raises(SearchError) as info:
+        searcher(**args).run(resume=True)
+    text = str(info.value)
+    assert '\n' not in text
+    assert text.startswith('--resume: ' + message)
+    assert text.endswith('resume with the settings of the checkpoint, or '
+                         'start a new search in another work dir')
+
+
+def test_resume_refuses_changed_init_block(tmp_path, monkeypatch):
+    _killed_checkpoint(tmp_path, monkeypatch)
+    changed = [dict(b) for b in INIT]
+    changed[2].update(k=5, kt=1)
+    with pytest.raises(SearchError, match=r'^--resume: init_structure\.2\.k:'
+                       r' 3 in the checkpoint, 5 now'):
+        searcher(num_candidates=3000, checkpoint_interval=1000, seed=1,
+                 work_dir=str(tmp_path), init_structure=changed).run(
+                     resume=True)
+
+
+def test_resume_allows_reporting_settings(tmp_path, monkeypatch):
+    """top_k, checkpoint_interval and progress do not define the search."""
+    full = searcher(num_candidates=3000, seed=1).run()
+    _killed_checkpoint(tmp_path, monkeypatch)
+    resumed = searcher(num_candidates=3000, seed=1, work_dir=str(tmp_path),
+                       checkpoint_interval=700, top_k=2).run(resume=True)
+    assert resumed['best_structure'] == full['best_structure']
+    assert resumed['curve'] == full['curve']
+    assert len(resumed['top_k']) == 2
+
+
+def test_new_search_refuses_unfinished_checkpoint(tmp_path, monkeypatch):
+    path = _killed_checkpoint(tmp_path, monkeypatch)
+    before = open(path).read()
+    with pytest.raises(SearchError) as info:
+        searcher(num_candidates=3000, checkpoint_interval=1000, seed=1,
+                 work_dir=str(tmp_path)).run()
+    assert str(info.value) == (
+        f'work dir {tmp_path} holds an unfinished search (1000/3000 '
+        'candidates); continue it with --resume, or choose another work dir '
+        '(or delete search_checkpoint.json to start over)')
+    assert open(path).read() == before
+    open(path, 'w').write(before[:-20])
+    with pytest.raises(SearchError, match='holds a search checkpoint that '
+                       'cannot be read'):
+        searcher(work_dir=str(tmp_path)).run()
+    # a finished search may be rerun over
+    open(path, 'w').write(before)
+    searcher(num_candidates=3000, checkpoint_interval=1000, seed=1,
+             work_dir=str(tmp_path)).run(resume=True)
+    again = searcher(num_candidates=2000, checkpoint_interval=1000, seed=3,
+                     work_dir=str(tmp_path)).run()
+    assert again['num_evaluated'] == 2000
+
+
+def test_tool_resume_gives_byte_identical_outputs(tmp_path, monkeypatch,
+                                                  capsys):
+    """Killed after its first checkpoint and resumed, the tool writes the
+    very files of an uninterrupted run."""
+    from tests.helpers import Killed
+    tool = load_search_tool()
+    config = osp.join(ROOT, 'configs', 'search_e3d_xs.py')
+    options = ['--cfg-options', 'search.num_candidates=4000',
+               'search.checkpoint_interval=1500']
+    full, split = str(tmp_path / 'full'), str(tmp_path / 'split')
+    assert tool.main([config, '--work-dir', full, '--no-progress',
+                      *options]) == 0
+    original = EntropyEvolution.checkpoint
+
+    def checkpoint_then_die(self, state, elapsed_s):
+        original(self, state, elapsed_s)
+        raise Killed()
+
+    monkeypatch.setattr(EntropyEvolution, 'checkpoint', checkpoint_then_die)
+    with pytest.raises(Killed):
+        tool.main([config, '--work-dir', split, '--no-progress', *options])
+    monkeypatch.setattr(EntropyEvolution, 'checkpoint', original)
+    assert tool.main([config, '--work-dir', split, '--no-progress',
+                      '--resume', *options]) == 0
+    for name in ('best_structure.json', 'top_k.json'):
+        assert open(osp.join(full, name), 'rb').read() == open(
+            osp.join(split, name), 'rb').read(), name
+    first, second = (json.load(open(osp.join(d, 'search_summary.json')))
+                     for d in (full, split))
+    first.pop('elapsed_s'), second.pop('elapsed_s')
+    first.pop('best_structure'), second.pop('best_structure')
+    assert first == second
+    log = open(osp.join(split, 'search.log')).read()
+    assert log.count('searching with') == 2 and '(resumed)' in log
+
+
+def test_python_user_gets_the_tool_outputs(tmp_path):
+    from e3d_plugin.nas import write_results
+    tool = load_search_tool()
+    config = osp.join(ROOT, 'configs', 'search_e3d_xs.py')
+    by_tool = str(tmp_path / 'tool')
+    assert tool.main([config, '--work-dir', by_tool, '--no-progress',
+                      '--cfg-options', 'search.num_candidates=2000']) == 0
+    cfg = Config.fromfile(config)
+    search_args = cfg.search.to_dict()
+    search_args.pop('type')
+    search_args.update(num_candidates=2000, checkpoint_interval=0,
+                       progress=False)
+    search = EntropyEvolution(score=cfg.score.to_dict(),
+                              space=cfg.space.to_dict(),
+                              init_structure=cfg.init_structure,
+                              **search_args)
+    by_python = str(tmp_path / 'python')
+    summary = write_results(search.run(), by_python, config=config,
+                            train_base=osp.join(ROOT, 'configs', 'e3d',
+                                                'e3d_xs_8x4x1_synthetic-'
+                                                'motion.py'))
+    assert sorted(os.listdir(by_python)) == [
+        'best_structure.json', 'e3d_searched.py', 'search_curve.png',
+        'search_summary.json', 'top_k.json']
+    for name in ('best_structure.json', 'top_k.json', 'e3d_searched.py'):
+        text = open(osp.join(by_tool, name)).read()
+        assert text.replace(by_tool, by_python) == open(
+            osp.join(by_python, name)).read(), name
+    assert summary['best_score'] == json.load(open(osp.join(
+        by_tool, 'search_summary.json')))['best_score']
+
+
+def test_generated_xs_config_keeps_the_recipe(tmp_path):
+    from mmaction.registry import MODELS
+    from mmengine.registry import init_default_scope
+    tool = load_search_tool()
+    work_dir = str(tmp_path / 'xs')
+    assert tool.main([osp.join(ROOT, 'configs', 'search_e3d_xs.py'),
+                      '--work-dir', work_dir, '--no-progress',
+                      '--cfg-options', 'search.num_candidates=2000']) == 0
+    cfg = Config.fromfile(osp.join(work_dir, 'e3d_searched.py'))
+    backbone = cfg.model.backbone
+    assert backbone.channels_last is True
+    assert backbone.arch is None and backbone.structure is None
+    best_path = osp.join(work_dir, 'best_structure.json')
+    assert backbone.structure_file == best_path
+    init_default_scope('mmaction')
+    model = MODELS.build(cfg.model)
+    assert model.backbone.structure == load_structure(best_path)
+    assert model.backbone.channels_last is True
+    assert model.cls_head.in_channels == load_structure(
+        best_path).out_channels

@@ -1,9 +1,12 @@
 """Training-free architecture search: scores, search space, searcher."""
-from .evolution import BUDGET_KEYS, EntropyEvolution, SearchError
+from .evolution import (BUDGET_KEYS, Candidate, EntropyEvolution,
+                        SearchError)
 from .latency import LatencyError, LatencyTable
 from .score import RandomScore, STEntrScore, refinement_factor
+from .results import write_results
 from .space import E3DSearchSpace
 
 __all__ = ['STEntrScore', 'RandomScore', 'refinement_factor',
            'E3DSearchSpace', 'EntropyEvolution', 'SearchError',
-           'BUDGET_KEYS', 'LatencyTable', 'LatencyError']
+           'BUDGET_KEYS', 'LatencyTable', 'LatencyError', 'Candidate',
+           'write_results']

@@ -1,11 +1,21 @@
 """EntropyEvolution: a training-free evolutionary search of structures.
 
-Each step draws a parent from the population (or two, for a crossover),
-mutates it, and evaluates the child: its cost from the structure
-(:func:`~e3d_plugin.cost.compute_cost`) against the budgets, then its score.
-A child within budget and better than the worst member replaces it; the
-population never holds duplicates. Nothing is trained and no module is built,
-so a step costs tens of microseconds.
+Each step of :meth:`EntropyEvolution.run` is one named method:
+
+* :meth:`~EntropyEvolution.propose` draws a parent from the population (or
+  two, for a crossover) and mutates it;
+* :meth:`~EntropyEvolution.evaluate` judges the child: its cost from the
+  structure (:func:`~e3d_plugin.cost.compute_cost`) against the budgets,
+  then its score; it returns a :class:`Candidate` only for a child that
+  enters the population;
+* :meth:`~EntropyEvolution.admit` puts it in, in place of the worst member
+  once the population is full (the population never holds duplicates);
+* :meth:`~EntropyEvolution.record` adds a point to the curve and shows
+  progress;
+* :meth:`~EntropyEvolution.checkpoint` saves the whole state.
+
+Nothing is trained and no module is built, so a step costs tens of
+microseconds.
 
 A ``latency`` budget is checked last, only for a child that would enter the
 population, against the prediction of a per-unit lookup table
@@ -13,35 +23,226 @@ population, against the prediction of a per-unit lookup table
 are timed on the device when first met, so the first search on a device is
 slower than the next ones.
 
-The whole state (population, random generator, counters, curve) is
-checkpointed atomically, so a resumed run ends exactly as an uninterrupted
-one with the same seed.
+The checkpoint (:mod:`e3d_plugin.nas.results` reads and writes it) is JSON
+with a checksum, written atomically: a resumed run ends exactly as an
+uninterrupted one, and a damaged or edited file is refused. It records every
+setting that defines the search (:meth:`~EntropyEvolution.settings`);
+``run(resume=True)`` with any of them changed stops with one line naming
+the first difference. ``num_candidates`` is one of them: a search cannot be
+extended on resume (start a new one with more candidates instead).
 """
 import heapq
-import os
-import os.path as osp
-import pickle
+import inspect
+import math
+import numbers
 import random
 import sys
 import time
+from typing import NamedTuple
 
 from ..cost import compute_cost
-from ..registry import SCORES, SEARCH_SPACES, SEARCHERS, build
-from ..structure import StructureError, load_structure
+from ..registry import (SCORES, SEARCH_SPACES, SEARCHERS, UnknownTypeError,
+                        build)
+from ..structure import Structure, StructureError, load_structure
 from .latency import build_latency_predictor
 
 BUDGET_KEYS = ('flops', 'params', 'layers', 'latency')
-CHECKPOINT_NAME = 'search_checkpoint.pkl'
-_CHECKPOINT_VERSION = 1
 
 
 class SearchError(ValueError):
     """A search cannot run as configured (budget, checkpoint, config)."""
 
 
+class Candidate(NamedTuple):
+    """A member of the population. Ordered by ``score``, then by ``order``
+    (the admission count, unique), so a heap never compares structures."""
+
+    score: float
+    order: int
+    structure: Structure
+    cost: dict
+
+
+class CurvePoint(NamedTuple):
+    """The population after ``done`` candidates: best and median score."""
+
+    done: int
+    best: float
+    median: float
+
+
+class SearchState:
+    """Everything a run changes, and so everything a checkpoint holds.
+
+    ``population`` is a min-heap of :class:`Candidate` (its list order
+    matters: parents are drawn by index); ``members`` the set of its
+    structures; ``rng`` the search's ``random.Random``.
+    """
+
+    __slots__ = ('done', 'order', 'population', 'members', 'best', 'curve',
+                 'rng', 'elapsed_s')
+
+    def __init__(self, done, order, population, best, curve, rng,
+                 elapsed_s=0.0):
+        self.done = done
+        self.order = order
+        self.population = population
+        self.members = {candidate.structure for candidate in population}
+        self.best = best
+        self.curve = curve
+        self.rng = rng
+        self.elapsed_s = elapsed_s
+
+
 def _fmt(value):
     return f'{value:.4g}' if isinstance(value, float) or value >= 1e5 else (
         str(value))
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_config_types(section, cls, cfg):
+    """Refuse a value whose type cannot be what ``cls``'s constructor
+    default says (a string for a number or a flag, a number for a list or a
+    dict, NaN): :class:`SearchError` naming ``section.key``.
+
+    Catches what a config or ``--cfg-options`` typo gives (``'false'`` for
+    False, ``7`` for a list) before the constructor turns it into a silently
+    different value; the constructors check their ranges themselves.
+    """
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in cfg.items():
+        parameter = parameters.get(key)
+        if parameter is None or parameter.default is inspect.Parameter.empty:
+            continue
+        default = parameter.default
+        if isinstance(default, bool):
+            ok, what = isinstance(value, bool), 'True or False'
+        elif isinstance(default, numbers.Real):
+            # a number, or (image_size) a pair of them
+            ok = _is_number(value) or (isinstance(value, (list, tuple))
+                                       and all(map(_is_number, value)))
+            what = 'a finite number'
+        elif isinstance(default, (list, tuple)):
+            ok, what = isinstance(value, (list, tuple)), 'a list'
+        elif isinstance(default, dict):
+            ok, what = isinstance(value, dict), 'a dict'
+        elif isinstance(default, str):
+            ok, what = isinstance(value, str), 'a string'
+        else:
+            continue
+        if not ok:
+            hint = ' (a boolean, not a string: write it without quotes)' if (
+                isinstance(default, bool) and isinstance(value, str)) else ''
+            raise SearchError(f'{section}.{key} must be {what}{hint}, got '
+                              f'{_short(value)}')
+
+
+def _build_part(section, registry, cfg, needs):
+    """Build the score / space from its config (or take the object)."""
+    if isinstance(cfg, dict):
+        cfg = dict(cfg)
+        cls = registry.get(cfg['type']) if isinstance(
+            cfg.get('type'), str) else None
+        if cls is not None:
+            check_config_types(section, cls, {k: v for k, v in cfg.items()
+                                              if k != 'type'})
+        try:
+            return build(registry, cfg)
+        except UnknownTypeError as e:
+            raise SearchError(str(e)) from None
+        except (TypeError, ValueError) as e:
+            message = str(e).strip().splitlines()
+            raise SearchError(f'{section}: {message[-1] if message else e}'
+                              ) from None
+    if not hasattr(cfg, needs):
+        raise SearchError(
+            f'{section} must be a dict (a config with a type) or an object '
+            f'with {needs}, got {_short(cfg)}')
+    return cfg
+
+
+def object_settings(obj):
+    """``obj``'s type and arguments, JSON-ready: its ``settings()`` (or
+    ``settings`` dict) when it has one, else the attributes named like its
+    constructor's arguments."""
+    settings = getattr(obj, 'settings', None)
+    if callable(settings):
+        values = settings()
+    elif isinstance(settings, dict):
+        values = settings
+    else:
+        values = {}
+        try:
+            parameters = inspect.signature(type(obj)).parameters.values()
+        except (TypeError, ValueError):
+            parameters = ()
+        for parameter in parameters:
+            if parameter.kind in (parameter.VAR_POSITIONAL,
+                                  parameter.VAR_KEYWORD):
+                continue
+            if hasattr(obj, parameter.name):
+                values[parameter.name] = getattr(obj, parameter.name)
+    kind = obj.__qualname__ if inspect.isfunction(obj) else type(
+        obj).__name__
+    settings = dict(type=kind)
+    settings.update(jsonable(dict(values)))
+    return settings
+
+
+def jsonable(value):
+    """``value`` with tuples as lists and unknown objects as their repr, so
+    that it survives a JSON round trip unchanged."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return repr(value)
+
+
+def first_difference(saved, now, path=''):
+    """``(key path, saved value, current value)`` of the first difference
+    of two JSON-ready values (``now``'s key order), or None."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in list(now) + [k for k in saved if k not in now]:
+            found = first_difference(saved.get(key), now.get(key),
+                                     f'{path}.{key}' if path else key)
+            if found is not None:
+                return found
+        return None
+    if (isinstance(saved, list) and isinstance(now, list)
+            and len(saved) == len(now)
+            and any(isinstance(v, (dict, list)) for v in now)):
+        for index, (a, b) in enumerate(zip(saved, now)):
+            found = first_difference(a, b, f'{path}.{index}')
+            if found is not None:
+                return found
+        return None
+    # 5e9 and 5000000000 define the same budget; True and 1 differ
+    if saved == now and isinstance(saved, bool) == isinstance(now, bool):
+        return None
+    return path, saved, now
 
 
 class _Progress:
@@ -118,6 +319,9 @@ class EntropyEvolution:
         work_dir (str, optional): Where checkpoints go.
         logger (optional): An ``MMLogger`` for progress lines.
         progress (bool): Show the progress bar on stderr.
+
+    :meth:`run` returns the result dict; :func:`~e3d_plugin.nas.results.
+    write_results` writes it as ``tools/search.py`` does.
     """
 
     def __init__(self,
@@ -138,39 +342,43 @@ class EntropyEvolution:
                  work_dir=None,
                  logger=None,
                  progress=True):
-        self.score = build(SCORES, score) if isinstance(score,
-                                                        dict) else score
-        self.space = build(SEARCH_SPACES, space) if isinstance(
-            space, dict) else space
-        self.budgets = dict(budgets or {})
-        unknown = sorted(set(self.budgets) - set(BUDGET_KEYS))
-        if unknown:
-            raise SearchError(
-                f"unknown budget '{unknown[0]}'; budgets are "
-                f'{", ".join(BUDGET_KEYS)}')
-        for key, value in self.budgets.items():
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise SearchError(
-                    f'budget {key} must be a positive number, got {value!r}')
-        if 'latency' in self.budgets or latency is not None:
-            self.latency = build_latency_predictor(latency)
-        else:
-            self.latency = None
-        self.image_size = image_size or self.space.image_size
-        self.frames = int(frames or self.space.frames)
+        self.budgets = self._check_budgets(budgets)
         for name, value, low in (('population_size', population_size, 1),
                                  ('num_candidates', num_candidates, 0),
                                  ('top_k', top_k, 1),
                                  ('checkpoint_interval', checkpoint_interval,
                                   0), ('log_interval', log_interval, 1)):
-            if not isinstance(value, int) or value < low:
+            if not _is_int(value) or value < low:
                 raise SearchError(
                     f'search.{name} must be an integer >= {low}, got '
-                    f'{value!r}')
-        if not 0 <= crossover_prob <= 1:
+                    f'{_short(value)}')
+        if not _is_number(crossover_prob) or not 0 <= crossover_prob <= 1:
             raise SearchError(
-                f'search.crossover_prob must be in [0, 1], got '
-                f'{crossover_prob!r}')
+                f'search.crossover_prob must be a number in [0, 1], got '
+                f'{_short(crossover_prob)}')
+        if not _is_int(seed):
+            raise SearchError(
+                f'search.seed must be an integer, got {_short(seed)}')
+        if not isinstance(progress, bool):
+            raise SearchError(
+                f'search.progress must be True or False, got '
+                f'{_short(progress)}')
+        if work_dir is not None and not isinstance(work_dir, str):
+            raise SearchError(
+                f'work_dir must be a path, got {_short(work_dir)}')
+        self.score = _build_part('score', SCORES, score, '__call__')
+        self.space = _build_part('space', SEARCH_SPACES, space, 'mutate')
+        if 'latency' in self.budgets or latency is not None:
+            if latency is not None and not (isinstance(latency, dict)
+                                            or hasattr(latency, 'predict')):
+                raise SearchError(
+                    'search.latency must be a dict (a LatencyTable config) '
+                    f'or a predictor, got {_short(latency)}')
+            self.latency = build_latency_predictor(latency)
+        else:
+            self.latency = None
+        self.image_size = self._check_clip(image_size, frames)
+        self.frames = int(frames or self.space.frames)
         self.population_size = population_size
         self.num_candidates = num_candidates
         self.crossover_prob = float(crossover_prob)
@@ -181,6 +389,10 @@ class EntropyEvolution:
         self.work_dir = work_dir
         self.logger = logger
         self.progress = progress
+        if not isinstance(init_structure, (str, list, tuple)):
+            raise SearchError(
+                'init_structure must be a preset name, a structure file or '
+                f'a list of block dicts, got {_short(init_structure)}')
         try:
             structure = load_structure(init_structure)
         except StructureError as e:
@@ -189,8 +401,75 @@ class EntropyEvolution:
         if problems:
             raise SearchError(f'init_structure: {problems[0]}')
         self.init_structure = structure
+        inf = float('inf')
+        # the hot loop reads the limits as plain attributes
+        self._max_flops = self.budgets.get('flops', inf)
+        self._max_params = self.budgets.get('params', inf)
+        self._max_layers = self.budgets.get('layers', inf)
+        self._max_latency = self.budgets.get('latency')
+
+    @staticmethod
+    def _check_budgets(budgets):
+        if budgets is None:
+            return {}
+        if not isinstance(budgets, dict):
+            raise SearchError(
+                'search.budgets must be a dict, e.g. dict(flops=5e9, '
+                f'layers=83), got {_short(budgets)}')
+        budgets = dict(budgets)
+        unknown = sorted(str(k) for k in set(budgets) - set(BUDGET_KEYS))
+        if unknown:
+            raise SearchError(
+                f"unknown budget '{unknown[0]}'; budgets are "
+                f'{", ".join(BUDGET_KEYS)}')
+        for key, value in budgets.items():
+            if not _is_number(value) or value <= 0:
+                raise SearchError(
+                    f'search.budgets: budget {key} must be a positive, finite '
+                    f'number, got {_short(value)}')
+        return budgets
+
+    def _check_clip(self, image_size, frames):
+        if image_size is None:
+            image_size = self.space.image_size
+        elif not (_is_int(image_size) and image_size > 0) and not (
+                isinstance(image_size, (list, tuple)) and len(image_size) == 2
+                and all(_is_int(v) and v > 0 for v in image_size)):
+            raise SearchError(
+                'search.image_size must be a positive integer or a '
+                f'(height, width) pair of them, got {_short(image_size)}')
+        if frames is not None and not (_is_int(frames) and frames > 0):
+            raise SearchError(
+                f'search.frames must be a positive integer, got '
+                f'{_short(frames)}')
+        return image_size
 
     # ------------------------------------------------------------------
+    def settings(self):
+        """Everything that defines the search, JSON-ready: a checkpoint
+        records it, and resume refuses any difference."""
+        image_size = self.image_size
+        return dict(
+            score=object_settings(self.score),
+            space=object_settings(self.space),
+            image_size=jsonable(image_size if isinstance(
+                image_size, (list, tuple)) else (image_size, image_size)),
+            frames=self.frames,
+            init_structure=self.init_structure.to_dicts(),
+            budgets=jsonable(self.budgets),
+            population_size=self.population_size,
+            num_candidates=self.num_candidates,
+            crossover_prob=self.crossover_prob,
+            seed=self.seed,
+            log_interval=self.log_interval,
+            latency=self._latency_settings())
+
+    def _latency_settings(self):
+        # only a latency budget changes which structures the search keeps
+        if 'latency' not in self.budgets:
+            return None
+        return object_settings(self.latency)
+
     def evaluate_cost(self, structure, with_latency=True):
         """Cost dict of ``structure`` (with its predicted latency when
         there is a predictor and ``with_latency``)."""
@@ -236,179 +515,167 @@ class EntropyEvolution:
         return smallest[1], smallest[2]
 
     # ------------------------------------------------------------------
-    def _new_state(self):
+    def start(self):
+        """A new run's state: the start structure (shrunk into the budgets)
+        as the only member."""
         rng = random.Random(self.seed)
-        start, cost = self._feasible_start(rng)
-        score = self.score(start)
-        return dict(
-            version=_CHECKPOINT_VERSION,
-            seed=self.seed,
-            budgets=self.budgets,
-            latency_settings=self._latency_settings(),
-            done=0,
-            order=1,
-            heap=[(score, 0, start, cost)],
-            rng=rng.getstate(),
-            curve=[(0, score, score)],
-            best=(score, 0, start, cost))
+        structure, cost = self._feasible_start(rng)
+        first = Candidate(self.score(structure), 0, structure, cost)
+        return SearchState(done=0, order=1, population=[first], best=first,
+                           curve=[CurvePoint(0, first.score, first.score)],
+                           rng=rng)
 
     def checkpoint_path(self):
         """Where this search's checkpoint lives (None without work_dir)."""
-        return osp.join(self.work_dir, CHECKPOINT_NAME) if self.work_dir \
-            else None
-
-    def _save(self, state):
-        path = self.checkpoint_path()
-        if path is None:
-            return
-        os.makedirs(self.work_dir, exist_ok=True)
-        if self.latency is not None and hasattr(self.latency, 'save'):
-            # the table first: a resumed run must find every unit the
-            # checkpointed population was judged with
-            self.latency.save()
-        tmp = f'{path}.tmp{os.getpid()}'
-        with open(tmp, 'wb') as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        from .results import checkpoint_path
+        return checkpoint_path(self.work_dir) if self.work_dir else None
 
     def load_checkpoint(self):
-        """The saved state; :class:`SearchError` if missing or corrupt."""
-        path = self.checkpoint_path()
-        if path is None or not osp.isfile(path):
+        """The saved state, after checking that the checkpoint's settings
+        are this search's; :class:`SearchError` (one line) otherwise."""
+        from .results import read_checkpoint
+        settings, state = read_checkpoint(self.work_dir)
+        difference = first_difference(settings, self.settings())
+        if difference is not None:
+            key, saved, now = difference
             raise SearchError(
-                f'--resume: no checkpoint at {path}; run without --resume to '
-                'start a new search')
-        try:
-            with open(path, 'rb') as f:
-                state = pickle.load(f)
-            if state.get('version') != _CHECKPOINT_VERSION:
-                raise ValueError('unknown checkpoint version')
-            heap = state['heap']
-            _ = (state['rng'], state['done'], state['order'], state['best'],
-                 state['curve'], heap[0][2])
-        except Exception as e:  # any unpickling fault means corrupt
-            raise SearchError(
-                f'--resume: checkpoint {path} is corrupt ({type(e).__name__}'
-                f': {e}); delete it to start over') from None
-        if state['seed'] != self.seed or state['budgets'] != self.budgets:
-            raise SearchError(
-                f"--resume: checkpoint {path} was written with seed "
-                f"{state['seed']} and budgets {state['budgets']}, not seed "
-                f'{self.seed} and budgets {self.budgets}')
-        saved = state.get('latency_settings')
-        if 'latency' in self.budgets and saved != self._latency_settings():
-            raise SearchError(
-                f'--resume: checkpoint {path} was written with latency '
-                f'settings {saved}, not {self._latency_settings()}')
+                f'--resume: {key}: {_short(saved)} in the checkpoint, '
+                f'{_short(now)} now; resume with the settings of the '
+                'checkpoint, or start a new search in another work dir')
         return state
 
-    def _latency_settings(self):
-        if 'latency' not in self.budgets:
+    # ------------------------------------------------------------------
+    def propose(self, state):
+        """A child of one parent (mutation) or two (crossover, then
+        mutation), drawn uniformly from the population."""
+        population = state.population
+        size = len(population)
+        rng = state.rng
+        random_ = rng.random
+        space = self.space
+        if size > 1 and random_() < self.crossover_prob:
+            first = population[int(random_() * size)].structure
+            second = population[int(random_() * size)].structure
+            return space.mutate(space.crossover(first, second, rng), rng)
+        return space.mutate(population[int(random_() * size)].structure, rng)
+
+    def evaluate(self, state, child):
+        """``child`` as a :class:`Candidate` if it enters the population:
+        new, within every budget, and better than the worst member once the
+        population is full; None otherwise. Cheap checks first: the cost,
+        the score, and last the latency (which may time units)."""
+        if child in state.members:
             return None
-        return getattr(self.latency, 'settings', type(self.latency).__name__)
+        flops, params, layers = compute_cost(child, self.image_size,
+                                             self.frames)
+        if (flops > self._max_flops or params > self._max_params
+                or layers > self._max_layers):
+            return None
+        value = self.score(child)
+        population = state.population
+        if len(population) >= self.population_size and (
+                value <= population[0].score):
+            return None
+        cost = dict(flops=flops, params=params, layers=layers)
+        if self._max_latency is not None:
+            predicted = self.latency.predict(child, self.image_size,
+                                             self.frames)
+            if predicted > self._max_latency:
+                return None
+            cost['latency'] = predicted
+        return Candidate(value, state.order, child, cost)
+
+    def admit(self, state, candidate):
+        """Put ``candidate`` in the population (replacing the worst member
+        once it is full)."""
+        state.order += 1
+        population = state.population
+        if len(population) < self.population_size:
+            heapq.heappush(population, candidate)
+        else:
+            state.members.discard(
+                heapq.heapreplace(population, candidate).structure)
+        state.members.add(candidate.structure)
+        if candidate.score > state.best.score:
+            state.best = candidate
+
+    def record(self, state, bar=None):
+        """Add the curve point of ``state.done``; show and log progress."""
+        scores = sorted(candidate.score for candidate in state.population)
+        state.curve.append(CurvePoint(state.done, state.best.score,
+                                      scores[len(scores) // 2]))
+        done, total = state.done, self.num_candidates
+        if bar is not None:
+            bar.update(done, self._status(state), force=done == total)
+        if self.logger is not None and (
+                done % (self.log_interval * 10) == 0 or done == total):
+            self.logger.info(f'{done}/{total} candidates, '
+                             f'{self._status(state)}')
+
+    def checkpoint(self, state, elapsed_s):
+        """Save ``state`` (and first the latency table: a resumed run must
+        find every unit the population was judged with)."""
+        if not self.work_dir:
+            return
+        from .results import write_checkpoint
+        if self.latency is not None and hasattr(self.latency, 'save'):
+            self.latency.save()
+        write_checkpoint(self.work_dir, self.settings(), state, elapsed_s,
+                         finished=state.done >= self.num_candidates)
+
+    def _status(self, state):
+        best = state.best
+        text = f'best {best.score:.4f}'
+        for key in self.budgets:
+            text += f' {key} {_fmt(best.cost[key])}/{_fmt(self.budgets[key])}'
+        if self._max_latency is not None and hasattr(self.latency,
+                                                     'num_measured'):
+            text += f' (units timed {self.latency.num_measured})'
+        return text
 
     # ------------------------------------------------------------------
     def run(self, resume=False):
-        """Search; return the result dict (see :meth:`result`)."""
-        state = self.load_checkpoint() if resume else self._new_state()
+        """Search; return the result dict (see :meth:`result`).
+
+        With ``resume``, continue from the checkpoint in ``work_dir``
+        (refused if any defining setting differs). Without, a work dir
+        holding an unfinished search is refused rather than overwritten.
+        """
+        from .results import check_new_search, remove_stale_temporaries
+        if self.work_dir:
+            remove_stale_temporaries(self.work_dir)
+        if resume:
+            state = self.load_checkpoint()
+        else:
+            if self.work_dir:
+                check_new_search(self.work_dir)
+            state = self.start()
         started = time.monotonic()
-        elapsed_before = state.get('elapsed_s', 0.0)
-        rng = random.Random()
-        rng.setstate(state['rng'])
-        heap = state['heap']
-        members = {entry[2] for entry in heap}
-        done, order = state['done'], state['order']
-        best = state['best']
-        curve = state['curve']
-        score_fn, space, budgets = self.score, self.space, self.budgets
-        cost_fn = compute_cost
-        image_size, frames = self.image_size, self.frames
-        latency = self.latency
-        budget_flops = budgets.get('flops', float('inf'))
-        budget_params = budgets.get('params', float('inf'))
-        budget_layers = budgets.get('layers', float('inf'))
-        budget_latency = budgets.get('latency')
-        if budget_latency is None:
-            latency = None  # predicted for the report only, at the end
-        capacity, total = self.population_size, self.num_candidates
-        crossover_prob = self.crossover_prob
+        elapsed_before = state.elapsed_s
+        total, log_interval = self.num_candidates, self.log_interval
+        interval = self.checkpoint_interval
         bar = _Progress(total, enabled=self.progress)
         # timing units makes steps slow: show progress more often then
-        show_every = 20 if latency is not None else self.log_interval
-        random_ = rng.random
-
-        def status():
-            text = f'best {best[0]:.4f}'
-            for key in budgets:
-                text += (f' {key} {_fmt(best[3][key])}/'
-                         f'{_fmt(budgets[key])}')
-            if latency is not None and hasattr(latency, 'num_measured'):
-                text += f' (units timed {latency.num_measured})'
-            return text
-
-        while done < total:
-            size = len(heap)
-            if size > 1 and random_() < crossover_prob:
-                first = heap[int(random_() * size)][2]
-                second = heap[int(random_() * size)][2]
-                child = space.mutate(space.crossover(first, second, rng),
-                                     rng)
-            else:
-                child = space.mutate(heap[int(random_() * size)][2], rng)
-            done += 1
-            if child not in members:
-                flops, params, layers = cost_fn(child, image_size, frames)
-                if (flops <= budget_flops and params <= budget_params
-                        and layers <= budget_layers):
-                    value = score_fn(child)
-                    cost = None
-                    if size < capacity or value > heap[0][0]:
-                        cost = dict(flops=flops, params=params,
-                                    layers=layers)
-                        if latency is not None:
-                            # last and only for a child that would enter:
-                            # the one check that may time units
-                            predicted = latency.predict(child, image_size,
-                                                        frames)
-                            if predicted <= budget_latency:
-                                cost['latency'] = predicted
-                            else:
-                                cost = None
-                    if cost is not None:
-                        entry = (value, order, child, cost)
-                        order += 1
-                        if size < capacity:
-                            heapq.heappush(heap, entry)
-                            members.add(child)
-                        elif value > heap[0][0]:
-                            members.discard(heapq.heapreplace(heap,
-                                                              entry)[2])
-                            members.add(child)
-                        if value > best[0]:
-                            best = entry
-            if done % show_every == 0 and done % self.log_interval:
-                bar.update(done, status())
-            if done % self.log_interval == 0 or done == total:
-                scores = sorted(entry[0] for entry in heap)
-                curve.append((done, best[0], scores[len(scores) // 2]))
-                bar.update(done, status(), force=done == total)
-                if self.logger is not None and (done % (
-                        self.log_interval * 10) == 0 or done == total):
-                    self.logger.info(f'{done}/{total} candidates, '
-                                     f'{status()}')
-            if self.checkpoint_interval and (
-                    done % self.checkpoint_interval == 0 or done == total):
-                self._save(
-                    dict(version=_CHECKPOINT_VERSION, seed=self.seed,
-                         budgets=budgets,
-                         latency_settings=self._latency_settings(),
-                         done=done, order=order, heap=heap,
-                         rng=rng.getstate(), curve=curve, best=best,
-                         elapsed_s=elapsed_before + time.monotonic() -
-                         started))
+        show_every = 20 if self._max_latency is not None else log_interval
+        propose, evaluate, admit = self.propose, self.evaluate, self.admit
+        while state.done < total:
+            child = propose(state)
+            state.done += 1
+            candidate = evaluate(state, child)
+            if candidate is not None:
+                admit(state, candidate)
+            done = state.done
+            if done % show_every == 0 and done % log_interval:
+                bar.update(done, self._status(state))
+            if done % log_interval == 0 or done == total:
+                self.record(state, bar)
+            if interval and (done % interval == 0 or done == total):
+                self.checkpoint(state, elapsed_before + time.monotonic() -
+                                started)
         elapsed = elapsed_before + time.monotonic() - started
+        best = state.best
         if self.latency is not None:
-            if budget_latency is None:  # report the latency of the best
+            if self._max_latency is None:  # report the latency of the best
                 best = self._with_latency(best)
             if hasattr(self.latency, 'save'):
                 self.latency.save()
@@ -418,33 +685,45 @@ class EntropyEvolution:
                     f'latency table {self.latency.table_file}: '
                     f'{len(self.latency)} units, {self.latency.num_measured}'
                     f' timed by this run in {self.latency.measure_s:.1f} s')
-        return self.result(heap, best, done, curve, elapsed)
+        return self.result(state, best, elapsed)
 
-    def _with_latency(self, entry):
-        value, order, structure, cost = entry
-        if 'latency' not in cost:
-            cost = dict(cost, latency=self.latency.predict(
-                structure, self.image_size, self.frames))
-        return (value, order, structure, cost)
+    def _with_latency(self, candidate):
+        if 'latency' in candidate.cost:
+            return candidate
+        return candidate._replace(cost=dict(
+            candidate.cost, latency=self.latency.predict(
+                candidate.structure, self.image_size, self.frames)))
 
-    def result(self, heap, best, done, curve, elapsed):
-        """The search's outcome as a plain dict."""
-        ranked = sorted(heap, key=lambda e: (-e[0], e[1]))[:self.top_k]
+    def result(self, state, best, elapsed):
+        """The search's outcome as a plain dict: ``best_score``,
+        ``best_structure``, ``best_cost``, ``top_k`` (dicts of ``score``,
+        ``structure``, ``cost``), ``population`` (every final member, a
+        :class:`Candidate`, best first), ``num_evaluated``, ``elapsed_s``,
+        ``curve`` (:class:`CurvePoint` list), ``budgets``, ``image_size``,
+        ``frames``, ``seed``, ``settings`` and ``latency_table`` (the
+        table file, or None)."""
+        ranked = sorted(state.population, key=lambda c: (-c.score, c.order))
+        top = ranked[:self.top_k]
         if self.latency is not None:
-            ranked = [self._with_latency(e) for e in ranked]
+            top = [self._with_latency(c) for c in top]
         return dict(
-            best_score=best[0],
-            best_structure=best[2],
-            best_cost=best[3],
-            top_k=[dict(score=e[0], structure=e[2], cost=e[3])
-                   for e in ranked],
-            num_evaluated=done,
+            best_score=best.score,
+            best_structure=best.structure,
+            best_cost=best.cost,
+            top_k=[dict(score=c.score, structure=c.structure, cost=c.cost)
+                   for c in top],
+            population=ranked,
+            num_evaluated=state.done,
             elapsed_s=elapsed,
-            curve=curve,
+            curve=state.curve,
             budgets=self.budgets,
             image_size=self.image_size,
             frames=self.frames,
-            seed=self.seed)
+            seed=self.seed,
+            settings=self.settings(),
+            latency_table=getattr(self.latency, 'table_file', None))
 
 
-__all__ = ['EntropyEvolution', 'SearchError', 'BUDGET_KEYS']
+__all__ = ['EntropyEvolution', 'SearchError', 'BUDGET_KEYS', 'Candidate',
+           'CurvePoint', 'SearchState', 'check_config_types',
+           'object_settings', 'first_difference', 'jsonable']
