@@ -193,3 +193,80 @@ def test_channels_last_same_result(structure_of):
     fast.eval()
     with torch.no_grad():
         assert torch.allclose(plain(x), fast(x), atol=1e-5)
+
+
+# argument -> (value, error type, the start of the expected message)
+BAD_ARGUMENTS = [
+    ('arch', 3, TypeError, 'arch must be a preset name (a str such as '
+     '"E3D-S"), got int'),
+    ('arch', 'E3D-Q', ValueError, "arch 'E3D-Q' is not a preset; choose one "
+     'of E3D-S, E3D-M, E3D-L'),
+    ('structure', 'E3D-S', TypeError, 'structure must be a list of block '
+     'dicts (see e3d_plugin.structure), got str'),
+    ('structure', [1, 2], TypeError, 'structure must be a list of block '
+     'dicts (see e3d_plugin.structure), got list holding int'),
+    ('structure', {'kind': 'conv'}, TypeError, 'structure must be a list of '
+     'block dicts (see e3d_plugin.structure), got dict'),
+    ('structure_file', 3, TypeError, 'structure_file must be a path (str) of '
+     'a JSON or TinyNAS structure file, got int'),
+    ('structure_file', '/no/such/file.json', ValueError,
+     "structure_file '/no/such/file.json' does not exist"),
+    ('out_indices', '1', TypeError, 'out_indices must be an int or a '
+     "list/tuple of ints (block indices, negative from the end), got '1'"),
+    ('out_indices', (1.5, ), TypeError, 'out_indices must be an int or a '
+     'list/tuple of ints (block indices, negative from the end), got (1.5,)'),
+    ('out_indices', (True, ), TypeError, 'out_indices must be an int or a '
+     'list/tuple of ints'),
+    ('frozen_stages', '1', TypeError, 'frozen_stages must be an int (-1 '
+     "freezes nothing), got '1'"),
+    ('frozen_stages', 1.0, TypeError, 'frozen_stages must be an int'),
+    ('norm_cfg', dict(type='BNX'), ValueError, "norm_cfg: unknown layer type "
+     "'BNX'; use a dict with a registered layer type, e.g. "
+     "dict(type='BN3d')"),
+    ('norm_cfg', 'BN3d', TypeError, 'norm_cfg must be a dict with a '
+     "registered layer type, e.g. dict(type='BN3d'); got 'BN3d'"),
+    ('norm_cfg', dict(type='BN2d'), ValueError, "norm_cfg={'type': 'BN2d'} "
+     'does not build a layer for 3D (NCTHW) features'),
+    ('norm_cfg', dict(requires_grad=True), TypeError, 'norm_cfg must be a '
+     'dict with a registered layer type'),
+    ('conv_cfg', dict(type='ConvX'), ValueError, "conv_cfg: unknown layer "
+     "type 'ConvX'; use a dict with a registered layer type, e.g. "
+     "dict(type='Conv3d')"),
+    ('conv_cfg', dict(type='Conv2d'), ValueError, "conv_cfg={'type': "
+     "'Conv2d'} does not build a layer for 3D (NCTHW) features"),
+    ('act_cfg', dict(type='Foo'), ValueError, "act_cfg: unknown layer type "
+     "'Foo'; use a dict with a registered layer type, e.g. "
+     "dict(type='ReLU')"),
+    ('act_cfg', 'relu', TypeError, 'act_cfg must be a dict with a registered '
+     "layer type, e.g. dict(type='ReLU'); got 'relu'"),
+    ('channels_last', 'yes', TypeError,
+     "channels_last must be True or False, got 'yes'"),
+    ('with_cp', 1, TypeError, 'with_cp must be True or False, got 1'),
+    ('norm_eval', 'false', TypeError,
+     "norm_eval must be True or False, got 'false'"),
+    ('causal', 'True', TypeError, "causal must be True or False, got 'True'"),
+    ('zero_init_residual', None, TypeError,
+     'zero_init_residual must be True or False, got None'),
+    ('init_cfg', 'x.pth', TypeError, 'init_cfg must be a dict or a list of '
+     'dicts (mmengine init configs), got str'),
+]
+
+
+@pytest.mark.parametrize('name,value,error,message', BAD_ARGUMENTS,
+                         ids=[f'{c[0]}-{c[1]!r}' for c in BAD_ARGUMENTS])
+def test_constructor_refuses_wrong_types(name, value, error, message):
+    with pytest.raises(error) as info:
+        MODELS.build(dict(type='E3D', **{name: value}))
+    text = str(info.value)
+    assert '\n' not in text
+    assert text.startswith(message), text
+
+
+def test_constructor_accepts_the_documented_forms(structure_of):
+    model = E3D(structure=tuple(structure_of('res')), out_indices=4,
+                frozen_stages=0, act_cfg=None, causal=True,
+                norm_cfg=dict(type='GN', num_groups=4),
+                conv_cfg=dict(type='Conv3d'), channels_last=False)
+    assert model.out_indices == (4, ) and model.causal
+    assert any(isinstance(m, nn.GroupNorm) for m in model.modules())
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
