@@ -145,16 +145,19 @@ def serve(handle):
     return 0
 
 
-def interleave(workers, rounds, request):
+def interleave(workers, rounds, request, on_round=None):
     """Run ``rounds`` rounds; in each, ask every worker in turn for
     ``request`` (a dict), reversing the order every other round so that
-    neither side is always first. Returns one ``{name: reply}`` per round."""
+    neither side is always first. Returns one ``{name: reply}`` per round;
+    ``on_round(index, replies)``, if given, sees each round as it ends."""
     names = list(workers)
     results = []
     for index in range(rounds):
         order = names if index % 2 == 0 else names[::-1]
         results.append({
             name: workers[name].request(**request) for name in order})
+        if on_round is not None:
+            on_round(index, results[-1])
     return results
 
 

@@ -490,10 +490,31 @@ def worker_argv(argv):
     return out
 
 
-def measure(args, argv):
+def header(args, ready, load):
+    """The first line: what is compared, where, and how."""
+    first, second = args.models
+    where = (ready[first].get('device_name') or
+             f'{os.cpu_count()} CPUs, threads={args.threads}')
+    precision = f'AMP {args.amp_dtype}' if args.amp else 'fp32'
+    layout = 'channels_last_3d' if args.channels_last else 'contiguous'
+    return (f'{first} vs {second} on {args.device} ({where}); torch '
+            f'{ready[first]["torch"]}, python {platform.python_version()}; '
+            f'clip {args.frames}x{args.size}x{args.size}, batch {args.batch};'
+            f' {precision}, {layout}'
+            f'{", cudnn.benchmark" if args.cudnn_benchmark else ""}'
+            f'{", mkldnn off" if args.no_mkldnn else ""}; {args.rounds} '
+            f'rounds x {args.steps} steps per model after {args.warmup} '
+            f'warm-up; load avg {load:.2f}')
+
+
+def measure(args, argv, progress=None):
     """Start the two workers, run the interleaved rounds of every mode
-    (and the profiles); return every figure as one dict."""
+    (and the profiles); return every figure as one dict. ``progress(line)``,
+    if given, gets the header and one line per round as they come, so that
+    a run stopped early still shows what it measured."""
     passed = worker_argv(argv)
+    progress = progress or (lambda line: None)
+    first, second = args.models
 
     def cmd_of(name):
         return [sys.executable, osp.abspath(__file__), '--worker', name
@@ -502,14 +523,23 @@ def measure(args, argv):
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     workers, ready = _interleave.start_workers(args.models, cmd_of, cwd=ROOT)
+    progress(header(args, ready, load_before))
     try:
         modes = {}
         for mode in args.modes:
             for w in workers.values():
                 w.request(op='steps', mode=mode, n=args.warmup)
+
+            def show(index, replies, mode=mode):
+                clips = {name: args.batch * len(r['times']) / sum(r['times'])
+                         for name, r in replies.items()}
+                progress(f'  {mode} round {index + 1}/{args.rounds}: {first}'
+                         f' {clips[first]:.2f}, {second} {clips[second]:.2f}'
+                         f' clips/s; ratio {clips[first] / clips[second]:.2f}')
+
             rounds = _interleave.interleave(
                 workers, args.rounds, dict(op='steps', mode=mode,
-                                           n=args.steps))
+                                           n=args.steps), on_round=show)
             modes[mode] = dict(rounds=[
                 {name: r[name]['times'] for name in args.models}
                 for r in rounds])
@@ -581,19 +611,6 @@ def report(data):
     s = data['settings']
     first, second = s['models']
     models = data['models']
-    where = (models[first].get('device_name') or
-             f'{data["cpus"]} CPUs, threads={s["threads"]}')
-    precision = f'AMP {s["amp_dtype"]}' if s['amp'] else 'fp32'
-    layout = 'channels_last_3d' if s['channels_last'] else 'contiguous'
-    print(f'{first} vs {second} on {s["device"]} ({where}); torch '
-          f'{models[first]["torch"]}, python {data["python"]}; clip '
-          f'{s["frames"]}x{s["size"]}x{s["size"]}, batch {s["batch"]}; '
-          f'{precision}, {layout}'
-          f'{", cudnn.benchmark" if s["cudnn_benchmark"] else ""}'
-          f'{", mkldnn off" if s["no_mkldnn"] else ""}; {s["rounds"]} '
-          f'rounds x {s["steps"]} steps per model after {s["warmup"]} '
-          f'warm-up; load avg {data["load"][0]:.2f} -> {data["load"][1]:.2f};'
-          f' {data["seconds"]:.0f} s')
     mem = 'peak MB (alloc/reserved)' if s['device'] == 'cuda' else (
         'peak MB (+MB)')
     print(f'{"model":<7}{"GFLOPs/clip":>12}{"params M":>10}  {mem}')
@@ -646,6 +663,8 @@ def report(data):
     if any('profile' in m for m in data['modes'].values()):
         print('profile: time of the ops on CPU, of the GPU kernels they '
               'launched on CUDA; step = wall time of a profiled step')
+    print(f'load avg {data["load"][0]:.2f} before, {data["load"][1]:.2f} '
+          f'after; {data["seconds"]:.0f} s')
 
 
 def main(argv=None):
@@ -661,7 +680,8 @@ def main(argv=None):
                   'CUDA device here; use --device cpu', file=sys.stderr)
             return 2
     try:
-        data = summarise(measure(args, argv))
+        data = summarise(measure(
+            args, argv, progress=lambda line: print(line, flush=True)))
     except _interleave.WorkerError as e:
         if e.user_error:
             print(f'error: {e}', file=sys.stderr)
