@@ -1,59 +1,113 @@
-"""Wall time and quality of full searches, start-up included.
+"""Search time per 100,000 candidates: this tree against a baseline revision,
+interleaved in one run.
 
-    python bench/search_speed.py [--configs s m l] [--seeds 0 1 2 3 4]
-        [--num-candidates 100000]
+    python bench/search_speed.py [--baseline ebf64a4] [--config m]
+        [--rounds 5] [--seed 0] [--num-candidates 100000]
 
-Runs ``python tools/search.py configs/search_e3d_<x>.py --seed N`` in a
-fresh process for each config and seed and prints, per run, the wall time of
-the whole process (imports included), the search loop's own time, the
-candidates evaluated per second and the best STEntr-Score against the
-published structure's.
+The baseline revision is exported with ``git archive`` into a temporary
+folder. Each round runs ``tools/search.py configs/search_e3d_<config>.py``
+once from the baseline and once from this tree, each in a fresh process
+(their order alternates from round to round, so a load swing or a warm cache
+favours neither), with the config's own settings (checkpoints included) and
+the same seed. The time is the search's own (``elapsed_s`` of
+``search_summary.json``: the search loop with its checkpoints, no start-up)
+scaled to 100,000 candidates. Printed: per round both times, the ratio
+this tree / baseline (below 1: this tree is faster), the best scores (equal
+when both revisions search the same way), then the median ratio with its
+range and the spread (standard deviation) of the ratios. On a machine
+shared with other jobs, trust the ratio of a round over the raw times.
+
+``--baseline none`` times this tree only (one run per round).
 """
 import argparse
 import json
+import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
-import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PUBLISHED = {'s': 202.8559146389, 'm': 204.9404058703, 'l': 411.8081687491}
 
 
-def main():
-    """Run the searches and print the table."""
+def export_revision(revision, folder):
+    """Write the files of ``revision`` (git) into ``folder``."""
+    archive = osp.join(folder, 'tree.tar')
+    subprocess.run(['git', 'archive', '--format=tar', '-o', archive,
+                    revision], cwd=ROOT, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(osp.join(folder, 'tree'), filter='data')
+    os.remove(archive)
+    return osp.join(folder, 'tree')
+
+
+def time_search(tree, config, seed, num_candidates):
+    """Run the search of ``tree`` in a fresh process; return (seconds per
+    100,000 candidates, best score)."""
+    with tempfile.TemporaryDirectory() as work_dir:
+        env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+        proc = subprocess.run(
+            [sys.executable, 'tools/search.py',
+             f'configs/search_e3d_{config}.py', '--work-dir', work_dir,
+             '--seed', str(seed), '--no-progress', '--cfg-options',
+             f'search.num_candidates={num_candidates}'],
+            cwd=tree, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f'search in {tree} failed:\n{proc.stderr}')
+        with open(osp.join(work_dir, 'search_summary.json')) as f:
+            summary = json.load(f)
+    per_100k = summary['elapsed_s'] * 1e5 / summary['num_evaluated']
+    return per_100k, summary['best_score']
+
+
+def main(argv=None):
+    """Run the rounds and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--configs', nargs='+', default=['s', 'm', 'l'])
-    parser.add_argument('--seeds', nargs='+', type=int,
-                        default=[0, 1, 2, 3, 4])
+    parser.add_argument('--baseline', default='ebf64a4',
+                        help="git revision to compare with ('none': none)")
+    parser.add_argument('--config', default='m',
+                        help='search config: configs/search_e3d_<config>.py')
+    parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--num-candidates', type=int, default=100000)
-    args = parser.parse_args()
-    print(f"{'config':<8}{'seed':>5}{'wall s':>9}{'search s':>10}"
-          f"{'cand/s':>10}{'best score':>13}{'published':>13}{'GFLOPs':>9}"
-          f"{'layers':>8}")
-    for name in args.configs:
-        for seed in args.seeds:
-            with tempfile.TemporaryDirectory() as work_dir:
-                start = time.perf_counter()
-                proc = subprocess.run(
-                    [sys.executable, 'tools/search.py',
-                     f'configs/search_e3d_{name}.py', '--work-dir', work_dir,
-                     '--seed', str(seed), '--no-progress', '--cfg-options',
-                     f'search.num_candidates={args.num_candidates}'],
-                    cwd=ROOT, capture_output=True, text=True)
-                wall = time.perf_counter() - start
-                if proc.returncode != 0:
-                    print(proc.stderr, file=sys.stderr)
-                    return 1
-                summary = json.load(
-                    open(osp.join(work_dir, 'search_summary.json')))
-            rate = summary['num_evaluated'] / summary['elapsed_s']
-            print(f'{name.upper():<8}{seed:>5}{wall:>9.2f}'
-                  f"{summary['elapsed_s']:>10.2f}{rate:>10.0f}"
-                  f"{summary['best_score']:>13.4f}{PUBLISHED[name]:>13.4f}"
-                  f"{summary['best_flops'] / 1e9:>9.3f}"
-                  f"{summary['best_layers']:>8}")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        runs = [('this tree', ROOT)]
+        if args.baseline != 'none':
+            runs.insert(0, (args.baseline,
+                            export_revision(args.baseline, folder)))
+        print(f'config {args.config}, {args.num_candidates} candidates, seed '
+              f'{args.seed}; search seconds per 100,000 candidates')
+        header = f"{'round':>5}" + ''.join(f'{name:>14}' for name, _ in runs)
+        if len(runs) == 2:
+            header += f"{'ratio':>8}{'best (base)':>14}{'best (this)':>14}"
+        print(header)
+        ratios, times = [], {name: [] for name, _ in runs}
+        for index in range(args.rounds):
+            order = runs if index % 2 == 0 else runs[::-1]
+            measured = {name: time_search(tree, args.config, args.seed,
+                                          args.num_candidates)
+                        for name, tree in order}
+            line = f'{index + 1:>5}'
+            for name, _ in runs:
+                times[name].append(measured[name][0])
+                line += f'{measured[name][0]:>14.3f}'
+            if len(runs) == 2:
+                base, this = (measured[name] for name, _ in runs)
+                ratios.append(this[0] / base[0])
+                line += f'{ratios[-1]:>8.3f}{base[1]:>14.4f}{this[1]:>14.4f}'
+            print(line, flush=True)
+        line = f"{'med':>5}" + ''.join(
+            f'{statistics.median(times[name]):>14.3f}' for name, _ in runs)
+        print(line)
+        if ratios:
+            spread = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+            print(f'ratio this tree / {args.baseline}: median '
+                  f'{statistics.median(ratios):.3f}, range {min(ratios):.3f}'
+                  f' to {max(ratios):.3f}, spread (sd) {spread:.3f} over '
+                  f'{len(ratios)} rounds')
     return 0
 
 

@@ -11,6 +11,14 @@ training config). The work dir receives ``best_structure.json``,
 ``e3d_searched.py`` (a ready-to-train mmaction2 config), ``search.log`` and
 the checkpoint ``--resume`` continues from.
 
+The work is the library's (:class:`~e3d_plugin.nas.EntropyEvolution` and
+:func:`~e3d_plugin.nas.write_results`); this tool loads the config, checks
+it, prints and exits. A bad input ends in one line ``error: ...`` and exit
+code 2, before the work dir is touched where it can be checked first; the
+log is appended to, and a work dir holding an unfinished search is refused
+unless ``--resume`` continues it (resume refuses any changed setting that
+defines the search, ``num_candidates`` included).
+
 A *family* config (``configs/search_e3d_family.py``) sets only ``family``
 (name -> search config, relative to it) and ``work_dir``: each member is
 searched in turn, in one process, into ``WORK_DIR/<name>``, with the same
