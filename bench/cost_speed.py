@@ -1,28 +1,46 @@
-"""Microseconds per cost evaluation and per STEntr-Score of the E3D presets.
+"""Microseconds per cost evaluation, STEntr-Score and mutation: the search's
+inner loop, alone or against another version of the code.
 
-The evolutionary search calls ``compute_cost`` and the score once per
-candidate, so their per-call time bounds how many candidates a search can
-afford. Each figure is the median over ``--repeat`` timeit runs of
-``--number`` calls; the spread (min..max) shows noise from other processes.
+The evolutionary search calls ``space.mutate`` (and now and then
+``space.crossover``), ``compute_cost`` and the score once per candidate, so
+their per-call time bounds how many candidates a search can afford.
 
 Usage::
 
     python bench/cost_speed.py [--number 20000] [--repeat 7]
+    python bench/cost_speed.py --baseline REV_OR_DIR [--rounds 10]
+        [--number 20000]
+
+Alone, each figure is the median over ``--repeat`` timeit runs of
+``--number`` calls; the spread (min..max) shows noise from other processes.
+
+With ``--baseline`` (a git revision, e.g. ``HEAD~3``, or a folder holding
+another copy of ``e3d_plugin``), two worker processes -- this tree's code
+and the baseline's -- time each call in turn, round after round (one timeit
+run of ``--number`` calls each, the order flipping every round, so a load
+swing hits both alike), and the table gives,
+per call, both medians and the ratio ``this / baseline`` per round: its
+median and min..max. A ratio below 1 means this tree is faster.
+
+The calls: ``compute_cost`` and ``STEntrScore`` on the published presets at
+their clip sizes (repeated calls on one structure: memoised blocks answer);
+``compute_cost`` of E3D-M at a new clip size every call (nothing memoised
+answers); ``mutate`` and ``crossover+mutate`` in the E3D-M search space on a
+pool of 64 sampled structures; and ``candidate``, one search step (mutate,
+cost, score) on that pool, the figure that decides a search's speed.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import timeit
 
-# Run as a script from the repository root or from bench/.
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from e3d_plugin import compute_cost, get_preset  # noqa: E402
-from e3d_plugin.nas import STEntrScore  # noqa: E402
-from e3d_plugin.presets import PRESET_CLIPS  # noqa: E402
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 #: The target stated for the search's inner loop.
 TARGET_US = 50.0
@@ -37,56 +55,179 @@ def parse_args(argv=None):
                         help='calls per timeit run')
     parser.add_argument('--repeat', type=int, default=7,
                         help='timeit runs; the median is reported')
+    parser.add_argument('--baseline',
+                        help='git revision or folder to compare against')
+    parser.add_argument('--rounds', type=int, default=10,
+                        help='alternating rounds with --baseline')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def time_call(func, number, repeat):
-    """Median, min and max microseconds per call of ``func()``."""
-    func()  # first call fills caches (e.g. the score's alpha memo)
-    runs = timeit.repeat(func, number=number, repeat=repeat)
-    per_call = [run / number * 1e6 for run in runs]
-    return statistics.median(per_call), min(per_call), max(per_call)
+def make_calls(root):
+    """``[(name, detail, func)]``: the timed calls, with the package imported
+    from ``root``."""
+    sys.path.insert(0, root)
+    import random
+
+    import e3d_plugin
+    from e3d_plugin import compute_cost, get_preset
+    from e3d_plugin.nas import E3DSearchSpace, STEntrScore
+    from e3d_plugin.presets import PRESET_CLIPS
+    assert osp.dirname(osp.dirname(e3d_plugin.__file__)) == root, root
+
+    calls = []
+    for name in PUBLISHED:
+        frames, size = PRESET_CLIPS[name]
+        structure = get_preset(name)
+        clip = f'{name} {frames}x{size}'
+
+        def cost(structure=structure, size=size, frames=frames):
+            return compute_cost(structure, size, frames)
+
+        calls.append(('compute_cost', clip, cost))
+        score = STEntrScore(image_size=size, frames=frames)
+
+        def entropy(structure=structure, score=score):
+            return score(structure)
+
+        calls.append(('STEntrScore', clip, entropy))
+
+    space = E3DSearchSpace(image_size=224, frames=16, max_depth=6)
+    rng = random.Random(0)
+    template = get_preset('E3D-M')
+    pool = [space.sample(template, rng) for _ in range(64)]
+    score = STEntrScore(image_size=224, frames=16)
+    state = {'i': 0}
+
+    def pick():
+        state['i'] = (state['i'] + 1) & 63
+        return pool[state['i']]
+
+    def mutate():
+        return space.mutate(pick(), rng)
+
+    def cross():
+        return space.mutate(space.crossover(pick(), pick(), rng), rng)
+
+    def candidate():
+        child = space.mutate(pick(), rng)
+        compute_cost(child, 224, 16)
+        return score(child)
+
+    medium = get_preset('E3D-M')
+    sizes = {'size': 224}
+
+    def cost_new_clip():
+        # a clip size never seen before: no memoised block can answer
+        sizes['size'] += 1
+        return compute_cost(medium, sizes['size'], 16)
+
+    calls += [('compute_cost', 'E3D-M new clip size', cost_new_clip),
+              ('mutate', 'E3D-M space', mutate),
+              ('crossover+mutate', 'E3D-M space', cross),
+              ('candidate', 'mutate+cost+score', candidate)]
+    return calls
+
+
+def time_once(func, number):
+    """Microseconds per call of one timeit run of ``number`` calls."""
+    return timeit.timeit(func, number=number) / number * 1e6
+
+
+def worker(root, number):
+    """Serve timings on stdin/stdout: a call's index in, its microseconds
+    per call out (one line each)."""
+    calls = make_calls(root)
+    for _, _, func in calls:
+        func()  # fill caches (e.g. the score's memo) before any timing
+    print(json.dumps([f'{n} | {d}' for n, d, _ in calls]), flush=True)
+    for line in sys.stdin:
+        print(time_once(calls[int(line)][2], number), flush=True)
+
+
+def baseline_root(spec, folder):
+    """The folder holding the baseline's ``e3d_plugin``: ``spec`` itself,
+    or ``git archive spec`` unpacked into ``folder``."""
+    if osp.isdir(osp.join(spec, 'e3d_plugin')):
+        return osp.abspath(spec)
+    archive = subprocess.run(['git', 'archive', spec, 'e3d_plugin'],
+                             cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        sys.exit(f'error: --baseline {spec} is neither a folder holding '
+                 f'e3d_plugin nor a git revision ({archive.stderr.decode()})')
+    subprocess.run(['tar', '-x', '-C', folder], input=archive.stdout,
+                   check=True)
+    return folder
+
+
+def compare(args):
+    """Alternate rounds between this tree and the baseline; print ratios."""
+    with tempfile.TemporaryDirectory() as folder:
+        roots = [ROOT, baseline_root(args.baseline, folder)]
+        procs = [subprocess.Popen(
+            [sys.executable, osp.abspath(__file__), '--worker', root,
+             '--number', str(args.number)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, cwd=root) for root in roots]
+        names = [json.loads(p.stdout.readline()) for p in procs]
+        if names[0] != names[1]:
+            sys.exit('error: the two trees time different calls')
+        # times[which][round][call]
+        times = [[], []]
+        for round_ in range(args.rounds):
+            order = (0, 1) if round_ % 2 == 0 else (1, 0)
+            for which in order:
+                times[which].append([])
+            for index in range(len(names[0])):
+                for which in order:
+                    procs[which].stdin.write(f'{index}\n')
+                    procs[which].stdin.flush()
+                    times[which][-1].append(float(
+                        procs[which].stdout.readline()))
+        for p in procs:
+            p.stdin.close()
+            p.wait()
+    print(f'this tree: {ROOT}\nbaseline:  {args.baseline}\n'
+          f'{args.rounds} alternating rounds of {args.number} calls each; '
+          f'load average {os.getloadavg()[0]:.2f}')
+    header = (f'{"call":<34}{"this us":>9}{"base us":>9}{"ratio":>8}'
+              f'{"min..max":>14}')
+    print(header)
+    print('-' * len(header))
+    for index, name in enumerate(names[0]):
+        mine = [r[index] for r in times[0]]
+        base = [r[index] for r in times[1]]
+        ratios = [a / b for a, b in zip(mine, base)]
+        print(f'{name:<34}{statistics.median(mine):>9.2f}'
+              f'{statistics.median(base):>9.2f}'
+              f'{statistics.median(ratios):>8.3f}'
+              f'{f"{min(ratios):.2f}..{max(ratios):.2f}":>14}')
+    return 0
 
 
 def main(argv=None):
-    """Time ``compute_cost`` and ``STEntrScore`` on every preset."""
+    """Time the calls of this tree, or compare with ``--baseline``."""
     args = parse_args(argv)
+    if args.worker:
+        return worker(args.worker, args.number)
+    if args.baseline:
+        return compare(args)
+    calls = make_calls(ROOT)
     import torch  # only for the version line; the timed code never uses it
     print(f'python {platform.python_version()}, torch {torch.__version__}, '
           f'{os.cpu_count()} CPUs, number={args.number}, '
           f'repeat={args.repeat}')
-    header = f'{"what":<14}{"preset":<8}{"clip":>9}{"median us":>11}' \
-             f'{"min..max us":>16}   result'
+    header = f'{"call":<18}{"on":<20}{"median us":>11}{"min..max us":>16}'
     print(header)
     print('-' * len(header))
     worst = 0.0
-    for name in PUBLISHED:
-        frames, size = PRESET_CLIPS[name]
-        structure = get_preset(name)
-        clip = f'{frames}x{size}'
-
-        def cost(structure=structure, size=size, frames=frames):
-            """One cost evaluation, as the search does it."""
-            return compute_cost(structure, size, frames)
-
-        median, low, high = time_call(cost, args.number, args.repeat)
-        worst = max(worst, median)
-        result = cost()
-        print(f'{"compute_cost":<14}{name:<8}{clip:>9}{median:>11.2f}'
-              f'{f"{low:.2f}..{high:.2f}":>16}   '
-              f'{result.flops / 1e9:.3f} GFLOPs, '
-              f'{result.params / 1e6:.3f} M params, {result.layers} layers')
-
-        # One score object per clip size, as a search builds it once.
-        score = STEntrScore(image_size=size, frames=frames)
-
-        def entropy(structure=structure, score=score):
-            """One STEntr-Score evaluation."""
-            return score(structure)
-
-        median, low, high = time_call(entropy, args.number, args.repeat)
-        print(f'{"STEntrScore":<14}{name:<8}{clip:>9}{median:>11.2f}'
-              f'{f"{low:.2f}..{high:.2f}":>16}   score {entropy():.4f}')
+    for name, detail, func in calls:
+        func()
+        runs = [time_once(func, args.number) for _ in range(args.repeat)]
+        median = statistics.median(runs)
+        if name == 'compute_cost':
+            worst = max(worst, median)
+        print(f'{name:<18}{detail:<20}{median:>11.2f}'
+              f'{f"{min(runs):.2f}..{max(runs):.2f}":>16}')
     verdict = 'meets' if worst < TARGET_US else 'MISSES'
     print(f'\nslowest compute_cost median: {worst:.2f} us -> {verdict} the '
           f'target of < {TARGET_US:.0f} us per cost evaluation')

@@ -85,8 +85,10 @@ def check_bool(owner, name, value):
     refused (``'false'`` would otherwise read as True)."""
     if isinstance(value, bool):
         return value
-    # numpy.bool_ is no bool subclass; accept it by its type name only
-    if type(value).__name__ == 'bool_':
+    # a numpy boolean scalar is no bool subclass; accept it by its dtype
+    dtype = getattr(value, 'dtype', None)
+    if getattr(dtype, 'kind', None) == 'b' and getattr(value, 'shape',
+                                                       None) == ():
         return bool(value)
     what = 'True or False'
     if isinstance(value, str):

@@ -45,7 +45,9 @@ literal ``{'best_structures': [[block, ...]], ...}``) are read with
 Reading a file is guarded, since structure files come from anywhere: a file
 larger than :data:`MAX_STRUCTURE_BYTES` (1 MiB; ``max_bytes``) is refused
 before it is read, a text nested deeper than :data:`MAX_NESTING` levels
-before it is parsed; directories, devices, paths with a NUL byte, non-UTF-8
+before it is parsed, a TinyNAS literal longer than
+:data:`MAX_LITERAL_CHARS` (64 KiB) before Python's parser takes hundreds of
+bytes of memory per character of it; directories, devices, paths with a NUL byte, non-UTF-8
 and empty files, and values of the wrong type (a list where a name belongs,
 ``"24"``, ``24.0`` or ``true`` where a width belongs, NaN) each fail with
 one :class:`StructureError` line naming the file, block and field.
@@ -103,6 +105,11 @@ class StructureError(ValueError):
 #: default, checked before anything is read or parsed. The published
 #: structures take about 1 kB; a 100-block JSON file about 20 kB.
 MAX_STRUCTURE_BYTES = 1 << 20
+#: Longest text read as a TinyNAS literal (JSON is read up to the file
+#: limit). Python's literal parser needs about 500 bytes of memory per
+#: character (1 MiB of literal: 0.5 GB); the published TinyNAS files take
+#: about 1 kB.
+MAX_LITERAL_CHARS = 64 * 1024
 #: Deepest bracket nesting a structure text may have (the formats need 4:
 #: ``{'best_structures': [[{...}]]}``); checked before parsing, so a file
 #: nested thousands of levels deep costs a scan, not a crash of the parser.
@@ -398,11 +405,18 @@ def _check_nesting(text, source):
                     '(a structure file needs 4); not a structure file')
 
 
+def _detail(error, limit=120):
+    """A parser's error message on one short line."""
+    text = ' '.join(str(error).split())
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 def parse_structure(text, source='<string>', max_chars=MAX_STRUCTURE_BYTES):
     """Parse JSON or TinyNAS text (a Python literal, never ``eval``-ed).
 
     A text longer than ``max_chars`` or nested deeper than
-    :data:`MAX_NESTING` is refused before it is parsed."""
+    :data:`MAX_NESTING` is refused before it is parsed, and one that is not
+    JSON is read as a literal only up to :data:`MAX_LITERAL_CHARS`."""
     if not isinstance(text, str):
         raise StructureError(
             f'{source}: expected the text of a structure file, got '
@@ -420,15 +434,20 @@ def parse_structure(text, source='<string>', max_chars=MAX_STRUCTURE_BYTES):
     try:
         try:
             data = json.loads(text)
-        except ValueError:
+        except ValueError as e:
+            if len(text) > MAX_LITERAL_CHARS:
+                raise StructureError(
+                    f'{source}: not JSON ({_detail(e)}), and at '
+                    f'{len(text)} characters too long to be read as a '
+                    f'TinyNAS structure literal (at most {MAX_LITERAL_CHARS})'
+                ) from None
             try:
                 data = ast.literal_eval(text.strip())
             except (ValueError, SyntaxError, TypeError, MemoryError,
                     RecursionError) as e:
                 raise StructureError(
                     f'{source}: neither JSON nor a TinyNAS structure literal '
-                    f'({type(e).__name__}: {short_repr(str(e), 120)})'
-                ) from None
+                    f'({type(e).__name__}: {_detail(e)})') from None
         structure = Structure.from_dicts(_unwrap(data, source))
     except (RecursionError, MemoryError) as e:
         # the nesting check should make this unreachable; never a traceback
@@ -452,7 +471,7 @@ def read_structure_text(path, max_bytes=MAX_STRUCTURE_BYTES):
         path = os.fsdecode(path)
     if '\x00' in path:
         raise StructureError(
-            f'{short_repr(path)}: a file path cannot contain a NUL byte')
+            f'{short_repr(path, 300)}: a file path cannot contain a NUL byte')
     try:
         info = os.stat(path)
     except OSError as e:

@@ -271,3 +271,54 @@ def test_analyze_adds_latency(tmp_path, capsys):
     assert 'Latency: ' in capsys.readouterr().out
     assert main(['E3D-XS', '--measure-latency']) == 2
     assert '--measure-latency go with --latency' in capsys.readouterr().err
+
+
+def test_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from e3d_plugin.nas.latency import table as table_module
+    (tmp_path / 'taken.json').mkdir()  # the final rename fails
+    taken = table(tmp_path, name='taken.json')
+    taken.predict(XS[:1], SIZE, FRAMES)
+    with pytest.raises(OSError):
+        taken.save()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['taken.json']
+    # interrupted while writing: the old file stays, no tmp file is left
+    first = table(tmp_path)
+    first.predict(XS[:1], SIZE, FRAMES)
+    first.save()
+    before = (tmp_path / 'table.json').read_text()
+    second = table(tmp_path)
+    second.predict(XS[:2], SIZE, FRAMES)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(table_module.json, 'dump', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        second.save()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['table.json',
+                                                          'taken.json']
+    assert (tmp_path / 'table.json').read_text() == before
+
+
+def test_deeply_nested_table_file_is_unreadable(tmp_path):
+    (tmp_path / 'deep.json').write_text('[' * 100000 + ']' * 100000)
+    with pytest.raises(LatencyError, match=r'deep.json is unreadable '
+                       r'\(RecursionError: .*\); delete it to measure '
+                       'afresh'):
+        table(tmp_path, name='deep.json')
+
+
+def test_latency_package_keeps_its_names():
+    """The split into keys, table and timing keeps every name importable
+    from ``e3d_plugin.nas.latency``."""
+    import e3d_plugin.nas.latency as latency
+    from e3d_plugin.nas.latency import keys, table, timing
+    assert latency.UnitKey is keys.UnitKey
+    assert latency.LatencyTable is table.LatencyTable
+    assert latency.time_module is timing.time_module
+    assert latency.LatencyError is timing.LatencyError
+    for name in ('LatencyTable', 'LatencyError', 'UnitKey', 'block_units',
+                 'structure_units', 'time_module', 'time_network',
+                 'device_settings', 'allocator_settings',
+                 'build_latency_predictor'):
+        assert name in latency.__all__ and hasattr(latency, name)
