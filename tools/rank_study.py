@@ -3,6 +3,7 @@
     python tools/rank_study.py SEARCH_CONFIG --train-config TRAIN_CONFIG
         [--num-archs N] [--seeds S] [--work-dir DIR] [--resume]
         [--report-only] [--gpus G] [--seed N] [--num-candidates N]
+        [--metric NAME] [--keep-checkpoints]
         [--cfg-options k=v ...] [--train-cfg-options k=v ...]
 
 Draws N distinct structures of SEARCH_CONFIG's space within its budgets
@@ -72,6 +73,9 @@ def parse_args(argv=None):
     parser.add_argument('--num-candidates', type=int,
                         help="override the search's candidates (it finds the "
                         'best structure of the sample)')
+    parser.add_argument('--keep-checkpoints', action='store_true',
+                        help="keep every run's checkpoints (deleted once its "
+                        'result is recorded by default)')
     parser.add_argument('--metric', default='acc/top1',
                         help='validation metric (default acc/top1)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -104,7 +108,8 @@ def main(argv=None):
             cfg_options=args.cfg_options,
             train_cfg_options=args.train_cfg_options, gpus=args.gpus,
             resume=args.resume, metric=args.metric,
-            num_candidates=args.num_candidates)
+            num_candidates=args.num_candidates,
+            keep_checkpoints=args.keep_checkpoints)
         study.prepare(report_only=args.report_only)
         if not args.report_only:
             study.train()

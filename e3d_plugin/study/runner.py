@@ -139,6 +139,8 @@ class RankStudy:
         train_command (list[str], optional): The command that trains one run
             config (``CONFIG --work-dir DIR`` are appended); defaults to
             this Python running ``tools/train.py``.
+        keep_checkpoints (bool): Keep each run's ``*.pth`` files; by
+            default they are deleted once the run's result is recorded.
         stream: Where progress lines go (stderr).
     """
 
@@ -146,7 +148,7 @@ class RankStudy:
                  seeds=2, seed=0, cfg_options=None, train_cfg_options=None,
                  gpus=0, resume=False, metric='acc/top1',
                  num_candidates=None, n_resamples=2000, train_command=None,
-                 stream=None):
+                 keep_checkpoints=False, stream=None):
         if not isinstance(num_archs, int) or num_archs < 3:
             raise StudyError(
                 '--num-archs must be an integer >= 3 (a rank correlation '
@@ -174,6 +176,7 @@ class RankStudy:
         self.n_resamples = n_resamples
         self.train_command = list(train_command or [sys.executable,
                                                     TRAIN_TOOL])
+        self.keep_checkpoints = keep_checkpoints
         self.stream = stream or sys.stderr
         self.plan = None
         self.notes = []
@@ -392,6 +395,10 @@ class RankStudy:
             record.update(status='failed', reason=self._why(
                 proc.returncode, run_dir, values))
         append_result(self.results_path, record)
+        if record['status'] == 'done' and not self.keep_checkpoints:
+            for name in os.listdir(run_dir):
+                if name.endswith('.pth'):
+                    os.remove(osp.join(run_dir, name))
         return record
 
     def _why(self, returncode, run_dir, values):
