@@ -104,9 +104,12 @@ def _reason(error):
     marker = 'WeightsUnpickler error:'
     if marker in text:
         text = text.split(marker, 1)[1]
+    boilerplate = ('Weights only load failed', 'Please file an issue',
+                   'Check the documentation', 'Re-running', 'In PyTorch',
+                   '(1)', '(2)')
     for line in text.splitlines():
         line = line.strip()
-        if line:
+        if line and not line.startswith(boilerplate):
             return line.split(' was not an allowed global')[0]
     return type(error).__name__
 

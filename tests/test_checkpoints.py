@@ -134,11 +134,25 @@ def test_crafted_checkpoint_executes_nothing(tmp_path, payload):
     assert not marker.exists()
 
 
-def test_refusal_names_what_was_refused(tmp_path):
-    path = _crafted(tmp_path, _WritesMarker(str(tmp_path / 'M')))
-    with pytest.raises(UnsafeCheckpointError,
-                       match=r'\(Unsupported global: GLOBAL io\.open\);'):
+class _RunsCommand:
+    def __reduce__(self):
+        return (os.system, ('true',))
+
+
+@pytest.mark.parametrize('payload,reason', [
+    (_WritesMarker('M'), 'Unsupported global: GLOBAL io.open'),
+    (_RunsCommand(), 'Trying to load unsupported GLOBAL posix.system whose '
+     'module posix is blocked.'),
+])
+def test_refusal_names_what_was_refused(tmp_path, payload, reason):
+    path = _crafted(tmp_path, payload)
+    with pytest.raises(UnsafeCheckpointError) as info:
         _load_checkpoint(path)
+    assert str(info.value) == (
+        f"checkpoint '{path}' was not loaded: it holds objects outside the "
+        f'safe set of weights and mmengine state ({reason}); if you trust '
+        'this file, set E3D_TRUST_CHECKPOINTS=1 to load it with full '
+        'unpickling, which can run code')
 
 
 def test_trusted_file_opt_in(tmp_path, monkeypatch):
