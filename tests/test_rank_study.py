@@ -541,7 +541,6 @@ def test_tool_bad_inputs_one_line_exit_2(case, message, tool_inputs,
     assert not osp.exists(values['work']) or os.listdir(values['work']) == []
 
 
-
 # ----------------------------------------------------------------------
 # end to end, real training
 @pytest.mark.slow

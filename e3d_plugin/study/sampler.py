@@ -209,10 +209,11 @@ def sample_architectures(setup, num_archs, seed=0, band=0.8,
     start_cost = pool.add(start)
     if not pool.within(start_cost):
         over = [k for k, v in pool.budgets.items() if start_cost[k] > v]
+        amounts = ', '.join(f'{k} {start_cost[k]:.4g} > {pool.budgets[k]:.4g}'
+                            for k in over)
         notes.append(
             f'the starting structure is over the {", ".join(over)} budget '
-            f'({", ".join(f"{k} {start_cost[k]:.4g} > {pool.budgets[k]:.4g}" for k in over)}'
-            '); it is not in the sample')
+            f'({amounts}); it is not in the sample')
         start = None
     template = setup.init_structure
     for _ in range(pool_size or max(2000, 100 * num_archs)):

@@ -18,12 +18,12 @@ MIN_ARCHS = 3
 
 def _tau(x, y):
     from scipy.stats import kendalltau
-    return kendalltau(x, y).statistic
+    return kendalltau(x, y)[0]  # [0]: the statistic in every scipy
 
 
 def _rho(x, y):
     from scipy.stats import spearmanr
-    return spearmanr(x, y).statistic
+    return spearmanr(x, y)[0]
 
 
 def _degenerate(x, y, labels):
@@ -36,11 +36,20 @@ def _degenerate(x, y, labels):
     return None
 
 
+def _generator(function, seed):
+    """The seeded generator argument of a scipy function: ``rng`` since
+    scipy 1.15, ``random_state`` before."""
+    import inspect
+    name = 'rng' if 'rng' in inspect.signature(
+        function).parameters else 'random_state'
+    return {name: np.random.default_rng(seed)}
+
+
 def _interval(x, y, statistic, n_resamples, confidence, seed):
     """Percentile bootstrap interval of ``statistic(x, y)`` and the number
     of resamples it is undefined for (left out; NaN when they are half or
     more)."""
-    from scipy.stats import bootstrap, quantile
+    from scipy.stats import bootstrap
 
     def guarded(a, b):
         # a resample may repeat one architecture only: undefined, not 0
@@ -53,16 +62,17 @@ def _interval(x, y, statistic, n_resamples, confidence, seed):
         result = bootstrap((x, y), guarded, paired=True, vectorized=False,
                            n_resamples=n_resamples,
                            confidence_level=confidence, method='percentile',
-                           rng=np.random.default_rng(seed))
+                           **_generator(bootstrap, seed))
     distribution = np.asarray(result.bootstrap_distribution)
     defined = distribution[np.isfinite(distribution)]
     undefined = int(distribution.size - defined.size)
     if not undefined:
         low, high = result.confidence_interval
     elif defined.size > distribution.size / 2:
-        # the same quantiles scipy takes, over the defined resamples
+        # the quantiles scipy takes (linear interpolation), over the
+        # defined resamples only
         alpha = (1 - confidence) / 2
-        low, high = quantile(defined, [alpha, 1 - alpha])
+        low, high = np.quantile(defined, [alpha, 1 - alpha])
     else:
         low = high = math.nan
     return [float(low), float(high)], undefined
