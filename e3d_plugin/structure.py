@@ -47,10 +47,11 @@ larger than :data:`MAX_STRUCTURE_BYTES` (1 MiB; ``max_bytes``) is refused
 before it is read, a text nested deeper than :data:`MAX_NESTING` levels
 before it is parsed, a TinyNAS literal longer than
 :data:`MAX_LITERAL_CHARS` (64 KiB) before Python's parser takes hundreds of
-bytes of memory per character of it; directories, devices, paths with a NUL byte, non-UTF-8
-and empty files, and values of the wrong type (a list where a name belongs,
-``"24"``, ``24.0`` or ``true`` where a width belongs, NaN) each fail with
-one :class:`StructureError` line naming the file, block and field.
+bytes of memory per character of it; directories, devices, paths with a NUL
+byte, non-UTF-8 and empty files, and values of the wrong type (a list
+where a name belongs, ``"24"``, ``24.0`` or ``true`` where a width belongs,
+NaN) each fail with one :class:`StructureError` line naming the file, block
+and field.
 
 Preset names (:data:`~e3d_plugin.presets.PRESETS`) are resolved here; the
 ``presets`` package is data only and imports nothing from this module.

@@ -142,6 +142,7 @@ def test_time_module_measures_time():
 # the search with a latency budget (at E3D-XS's own clip size)
 S_SIZE, S_FRAMES = 64, 8
 
+
 def latency_searcher(tmp_path, **kwargs):
     args = dict(
         score=dict(type='STEntrScore', image_size=S_SIZE, frames=S_FRAMES,

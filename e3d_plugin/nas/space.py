@@ -188,6 +188,7 @@ class E3DSearchSpace:
         self.mutations_per_candidate = check_int(
             name, 'mutations_per_candidate', args['mutations_per_candidate'],
             low=1)
+
     # ------------------------------------------------------------------
     # helpers
     def round_width(self, value):
@@ -512,4 +513,3 @@ class E3DSearchSpace:
             width_divisor=self.width_divisor,
             kernel_margin=self.kernel_margin,
             mutations_per_candidate=self.mutations_per_candidate)
-
