@@ -265,6 +265,13 @@ if name == os.environ.get('KILL_STUDY_AT'):
     sys.exit(0)
 if name == os.environ.get('KILL_RUN'):
     os.kill(os.getpid(), signal.SIGKILL)
+if os.environ.get('DEVICES'):
+    import time
+    begin = time.time()
+    time.sleep(0.5)
+    with open(os.environ['DEVICES'], 'a') as f:
+        f.write(f"{name} {os.environ.get('CUDA_VISIBLE_DEVICES')} "
+                f"{begin} {time.time()}\\n")
 structure = json.load(open(os.path.join(run_dir, 'structure.json')))
 seed = int(open(config).read().split('seed=')[1].split(')')[0])
 width = structure['blocks'][-2]['out']
@@ -433,6 +440,26 @@ def test_a_killed_run_is_recorded_and_retried_alone(fake_setup, monkeypatch):
     assert [(r['arch'], r['seed'], r['status']) for r in again.train()] == [
         ('a01', 1, 'done')]
     assert called(fake_setup) == ['a01_seed1'] and again.failed() == []
+
+
+def test_gpus_run_one_training_per_device_at_once(fake_setup, monkeypatch):
+    devices = fake_setup['tmp'] / 'devices.txt'
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    monkeypatch.setenv('DEVICES', str(devices))
+    study = fake_setup['study']('gpus', gpus=2)
+    study.prepare()
+    assert all(r['status'] == 'done' for r in study.train())
+    rows = [line.split() for line in devices.read_text().splitlines()]
+    assert sorted(row[0] for row in rows) == sorted(
+        f'a{i:02d}_seed{s}' for s in (0, 1) for i in range(4))
+    assert {row[1] for row in rows} == {'0', '1'}
+    spans = [(float(row[2]), float(row[3]), row[1]) for row in rows]
+    # never two runs on one device at once, and the two devices overlap
+    for device in ('0', '1'):
+        mine = sorted(span[:2] for span in spans if span[2] == device)
+        assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:]))
+    assert any(a[0] < b[1] and b[0] < a[1] for a in spans for b in spans
+               if a[2] != b[2])
 
 
 def test_first_run_failing_stops_the_study(fake_setup, monkeypatch):
