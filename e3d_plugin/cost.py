@@ -21,9 +21,12 @@ structure's units that the latency table and the search space use too: a
 stride-2 conv maps ``H`` to ``ceil(H / 2)``
 (:func:`~e3d_plugin.units.conv_output_size`); the temporal length never
 changes. :func:`analyze_cost` sums the cost of every unit of that walk;
-:func:`compute_cost`, which the search calls once per candidate, is a fast
-path doing the same per block (tests check that both agree on many random
-structures and odd clip sizes).
+:func:`compute_cost`, which the search calls once per candidate, walks
+block by block (:func:`~e3d_plugin.units.block_units`) and memoises each
+block's result under ``(block, frames, height, width)``: a child shares
+most blocks with its parent, so most blocks cost one dictionary look-up
+(tests check that both agree on many random structures and odd clip sizes,
+with the memo cold and warm).
 """
 from typing import List, NamedTuple, Tuple, Union
 
