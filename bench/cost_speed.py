@@ -18,9 +18,10 @@ With ``--baseline`` (a git revision, e.g. ``HEAD~3``, or a folder holding
 another copy of ``e3d_plugin``), two worker processes -- this tree's code
 and the baseline's -- time each call in turn, round after round (one timeit
 run of ``--number`` calls each, the order flipping every round, so a load
-swing hits both alike), and the table gives,
-per call, both medians and the ratio ``this / baseline`` per round: its
-median and min..max. A ratio below 1 means this tree is faster.
+swing hits both alike; ``bench/_interleave.py``), and the table gives, per
+call, both medians and the ratio ``this / baseline`` per round: its median,
+quartiles and min..max, and a verdict only when the middle half of the
+rounds lies on one side of 1. A ratio below 1 means this tree is faster.
 
 The calls: ``compute_cost`` and ``STEntrScore`` on the published presets at
 their clip sizes (repeated calls on one structure: memoised blocks answer);
@@ -30,7 +31,6 @@ pool of 64 sampled structures; and ``candidate``, one search step (mutate,
 cost, score) on that pool, the figure that decides a search's speed.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import platform
@@ -135,14 +135,21 @@ def time_once(func, number):
 
 
 def worker(root, number):
-    """Serve timings on stdin/stdout: a call's index in, its microseconds
-    per call out (one line each)."""
-    calls = make_calls(root)
-    for _, _, func in calls:
-        func()  # fill caches (e.g. the score's memo) before any timing
-    print(json.dumps([f'{n} | {d}' for n, d, _ in calls]), flush=True)
-    for line in sys.stdin:
-        print(time_once(calls[int(line)][2], number), flush=True)
+    """Serve timings to the parent (:func:`_interleave.serve`): one timeit
+    run of ``number`` calls of the call asked for, in microseconds per
+    call."""
+    from _interleave import serve
+    calls = []
+
+    def handle(request):
+        if request['op'] == 'ready':
+            calls.extend(make_calls(root))
+            for _, _, func in calls:
+                func()  # fill caches (e.g. the score's memo) before timing
+            return dict(calls=[f'{n} | {d}' for n, d, _ in calls])
+        return dict(us=time_once(calls[request['index']][2], number))
+
+    return serve(handle)
 
 
 def baseline_root(spec, folder):
@@ -161,46 +168,51 @@ def baseline_root(spec, folder):
 
 
 def compare(args):
-    """Alternate rounds between this tree and the baseline; print ratios."""
+    """Alternate this tree and the baseline call by call, round by round;
+    print the per-round ratios with their spread."""
+    from _interleave import spread, start_workers, verdict, verdict_basis
     with tempfile.TemporaryDirectory() as folder:
-        roots = [ROOT, baseline_root(args.baseline, folder)]
-        procs = [subprocess.Popen(
-            [sys.executable, osp.abspath(__file__), '--worker', root,
-             '--number', str(args.number)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, cwd=root) for root in roots]
-        names = [json.loads(p.stdout.readline()) for p in procs]
-        if names[0] != names[1]:
-            sys.exit('error: the two trees time different calls')
-        # times[which][round][call]
-        times = [[], []]
-        for round_ in range(args.rounds):
-            order = (0, 1) if round_ % 2 == 0 else (1, 0)
-            for which in order:
-                times[which].append([])
-            for index in range(len(names[0])):
-                for which in order:
-                    procs[which].stdin.write(f'{index}\n')
-                    procs[which].stdin.flush()
-                    times[which][-1].append(float(
-                        procs[which].stdout.readline()))
-        for p in procs:
-            p.stdin.close()
-            p.wait()
+        roots = {'this': ROOT, 'base': baseline_root(args.baseline, folder)}
+        workers, ready = start_workers(
+            list(roots), lambda name: [
+                sys.executable, osp.abspath(__file__), '--worker',
+                roots[name], '--number', str(args.number)])
+        try:
+            names = ready['this']['calls']
+            if ready['base']['calls'] != names:
+                sys.exit('error: the two trees time different calls')
+            # times[side][call] over the rounds
+            times = {side: [[] for _ in names] for side in workers}
+            for round_ in range(args.rounds):
+                order = ('this', 'base') if round_ % 2 == 0 else ('base',
+                                                                  'this')
+                for index in range(len(names)):
+                    for side in order:
+                        times[side][index].append(workers[side].request(
+                            op='time', index=index)['us'])
+        finally:
+            for w in workers.values():
+                w.close()
     print(f'this tree: {ROOT}\nbaseline:  {args.baseline}\n'
           f'{args.rounds} alternating rounds of {args.number} calls each; '
           f'load average {os.getloadavg()[0]:.2f}')
     header = (f'{"call":<34}{"this us":>9}{"base us":>9}{"ratio":>8}'
-              f'{"min..max":>14}')
+              f'{"IQR":>12}{"min..max":>12}   verdict')
     print(header)
     print('-' * len(header))
-    for index, name in enumerate(names[0]):
-        mine = [r[index] for r in times[0]]
-        base = [r[index] for r in times[1]]
-        ratios = [a / b for a, b in zip(mine, base)]
+    for index, name in enumerate(names):
+        mine, base = times['this'][index], times['base'][index]
+        stats = spread([a / b for a, b in zip(mine, base)])
+        side = verdict(stats)
+        basis = verdict_basis(stats)[0]
+        text = {'below': f'faster ({basis} below 1)',
+                'above': f'SLOWER ({basis} above 1)',
+                None: 'cannot tell'}[side]
+        quartiles = f"{stats['q1']:.2f}..{stats['q3']:.2f}"
+        extremes = f"{stats['min']:.2f}..{stats['max']:.2f}"
         print(f'{name:<34}{statistics.median(mine):>9.2f}'
-              f'{statistics.median(base):>9.2f}'
-              f'{statistics.median(ratios):>8.3f}'
-              f'{f"{min(ratios):.2f}..{max(ratios):.2f}":>14}')
+              f'{statistics.median(base):>9.2f}{stats["median"]:>8.3f}'
+              f'{quartiles:>12}{extremes:>12}   {text}')
     return 0
 
 
