@@ -73,8 +73,16 @@ class Worker:
             if line.startswith(REPLY_TAG):
                 reply = json.loads(line[len(REPLY_TAG):])
                 if 'error' in reply:
-                    raise WorkerError(f'{self.name}: {reply["error"]}',
-                                      reply.get('user_error', False))
+                    message = f'{self.name}: {reply["error"]}'
+                    user_error = reply.get('user_error', False)
+                    if not user_error:
+                        # Its traceback follows the reply on its stderr.
+                        try:
+                            self.proc.wait(timeout=10)
+                        except subprocess.TimeoutExpired:
+                            pass
+                        message += '\n' + self._stderr_tail()
+                    raise WorkerError(message, user_error)
                 return reply
             # Libraries may print on stdout; keep it for a failure report.
             self._other.append(line.rstrip('\n'))
@@ -87,6 +95,12 @@ class Worker:
         except BrokenPipeError:
             pass  # receive() reports the dead worker with its stderr
         return self.receive()
+
+    def kill(self):
+        """Stop the worker now (the parent is giving up)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def close(self):
         """Ask the worker to exit; kill it if it does not within 30 s."""
@@ -115,6 +129,7 @@ def start_workers(names, cmd_of, cwd=None):
         ready = {name: w.receive() for name, w in workers.items()}
     except BaseException:
         for w in workers.values():
+            w.kill()
             w.close()
         raise
     return workers, ready

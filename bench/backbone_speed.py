@@ -52,6 +52,7 @@ import json
 import os
 import os.path as osp
 import platform
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -550,6 +551,11 @@ def measure(args, argv, progress=None):
                     for name, w in workers.items()}
         finished = {name: w.request(op='finish')
                     for name, w in workers.items()}
+    except BaseException:
+        # Stopped or failed: do not wait for the other's current request.
+        for w in workers.values():
+            w.kill()
+        raise
     finally:
         for w in workers.values():
             w.close()
@@ -673,6 +679,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return worker_main(args)
+    # A plain `kill` of the parent then also stops its workers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():

@@ -73,6 +73,55 @@ def test_interleave_alternates_the_order(interleave):
                          'A': dict(name='A', op='steps', n=2)}
 
 
+_WORKER = """
+import sys
+sys.path.insert(0, {bench_dir!r})
+import _interleave
+
+
+def handle(request):
+    if request['op'] == 'ready':
+        print('a library printing on stdout')
+        return dict(ok=1)
+    if request['op'] == 'double':
+        return dict(value=2 * request['x'])
+    if request['op'] == 'bad input':
+        raise _interleave.WorkerError('x: too large', user_error=True)
+    raise ValueError('a bug')
+
+
+sys.exit(_interleave.serve(handle))
+"""
+
+
+def test_workers_answer_requests_and_report_errors(interleave, tmp_path):
+    script = tmp_path / 'worker.py'
+    script.write_text(_WORKER.format(
+        bench_dir=osp.join(ROOT, 'bench')))
+    workers, ready = interleave.start_workers(
+        ['a', 'b'], lambda name: [sys.executable, str(script)])
+    try:
+        assert ready == {'a': dict(ok=1), 'b': dict(ok=1)}
+        rounds = interleave.interleave(workers, 2, dict(op='double', x=3))
+        assert rounds == [{'a': dict(value=6), 'b': dict(value=6)}] * 2
+        with pytest.raises(interleave.WorkerError) as user:
+            workers['a'].request(op='bad input')
+        assert user.value.user_error
+        assert str(user.value) == 'a: x: too large'
+        with pytest.raises(interleave.WorkerError) as bug:
+            workers['b'].request(op='other')
+        assert not bug.value.user_error
+        lines = str(bug.value).splitlines()
+        assert lines[0] == 'b: ValueError: a bug'
+        # The worker's own traceback comes with it.
+        assert lines[-1] == 'ValueError: a bug'
+        assert workers['b'].proc.returncode == 1
+    finally:
+        for w in workers.values():
+            w.close()
+    assert workers['a'].proc.returncode == 2
+
+
 def test_summarise_forms_one_ratio_per_round(bench):
     data = dict(
         settings=dict(models=['E3D-M', 'X3D-M'], batch=2),
