@@ -20,7 +20,7 @@ from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 def parse_args(argv=None):
     """Command-line arguments (those of mmaction2's train.py)."""
-    from mmengine.config import DictAction
+    from e3d_plugin.launch import CfgOptionsAction
     parser = _Parser(description='Train an action recognizer')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -45,7 +45,7 @@ def parse_args(argv=None):
         '--deterministic', action='store_true',
         help='deterministic cuDNN algorithms')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
         help='override config settings, key=value pairs')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -73,6 +73,8 @@ def merge_args(cfg, args):
         import torch
         if not torch.cuda.is_available():
             raise LaunchError('--amp needs a GPU; this machine has no CUDA')
+        if not isinstance(cfg.get('optim_wrapper'), dict):
+            raise LaunchError('--amp needs an optim_wrapper in the config')
         if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -80,17 +82,23 @@ def merge_args(cfg, args):
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
+        if osp.isdir(args.resume):
+            raise LaunchError(f"--resume '{args.resume}' is a directory; "
+                              'give the checkpoint file in it, or --resume '
+                              'alone for the latest one of the work dir')
         if not osp.isfile(args.resume):
             raise LaunchError(f"--resume: checkpoint '{args.resume}' does "
                               'not exist')
         cfg.resume = True
         cfg.load_from = args.resume
     if args.auto_scale_lr:
-        if not cfg.get('auto_scale_lr', {}).get('base_batch_size'):
+        if not (cfg.get('auto_scale_lr') or {}).get('base_batch_size'):
             raise LaunchError(
                 '--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
                 'config')
         cfg.auto_scale_lr.enable = True
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise LaunchError(f'--seed must be in [0, 2**32), got {args.seed}')
     if cfg.get('randomness') is None or args.seed is not None:
         cfg.randomness = dict(
             seed=args.seed,
@@ -99,25 +107,53 @@ def merge_args(cfg, args):
     return cfg
 
 
+def _resume_file(cfg):
+    """The checkpoint a resume will read, or None (a fresh start)."""
+    if not cfg.get('resume'):
+        return None
+    if cfg.get('load_from'):
+        return cfg.load_from
+    from mmengine.runner import find_latest_checkpoint
+    return find_latest_checkpoint(cfg.work_dir)
+
+
 def main(argv=None):
-    """Entry point; returns the exit code."""
+    """Entry point; returns the exit code.
+
+    Everything is built and checked first (config, data, work dir, model,
+    datasets, optimizer, checkpoints); a mistake there ends with one line
+    and exit code 2. Training itself runs outside that handling.
+    """
     args = parse_args(argv)
     import e3d_plugin  # noqa: F401  (bridges the stack, registers E3D)
-    from e3d_plugin.launch import (LaunchError, check_data, load_config,
-                                   name_unreadable_videos, run_or_report,
+    from e3d_plugin.launch import (LaunchError, build_runner, check_data,
+                                   check_pretrained, check_resume,
+                                   end_distributed, load_checkpoint_file,
+                                   load_config, name_unreadable_videos,
+                                   prepare_work_dir, run_or_report,
                                    setup_distributed)
     try:
         cfg = load_config(args.config, args.cfg_options)
         cfg = merge_args(cfg, args)
         check_data(cfg, ('train', ) if args.no_validate else
                    ('train', 'val'))
+        check_pretrained(cfg)
+        prepare_work_dir(cfg.work_dir)
         setup_distributed(cfg, args.launcher)
+        name_unreadable_videos()
+        runner = build_runner(cfg, 'train')
+        resume_from = _resume_file(cfg)
+        if resume_from is not None:
+            check_resume(runner, resume_from, (
+                'resume' if not args.resume else '--resume' if
+                args.resume != 'auto' else '--resume (the latest checkpoint, '
+                f"named in {osp.join(cfg.work_dir, 'last_checkpoint')})"))
+        elif cfg.get('load_from'):
+            load_checkpoint_file(cfg.load_from, 'load_from')
     except LaunchError as e:
+        end_distributed()
         print(f'error: {e}', file=sys.stderr)
         return 2
-    from mmengine.runner import Runner
-    name_unreadable_videos()
-    runner = Runner.from_cfg(cfg)
     return run_or_report(runner.train)
 
 
