@@ -49,7 +49,7 @@ def test_generator_deterministic_and_balanced(tmp_path, dataset):
     assert np.array_equal(a, render(np.random.default_rng(1), 7, 16, 32))
 
 
-def one_frame_per_video(label, videos=150, frames=16, size=40, seed=0):
+def one_frame_per_video(label, videos=2000, frames=16, size=40, seed=0):
     """Each attribute at one random frame of each of ``videos`` videos."""
     pick = np.random.default_rng([seed, 1, label])
     values = {key: [] for key in motion_hard.ATTRIBUTES}
@@ -81,7 +81,7 @@ def test_single_frame_attributes_equal_across_classes():
     assert min(p_values) > 1e-3
     # and the frames of different classes are indistinguishable from one
     # another too, not only from the stated distributions
-    pooled = [one_frame_per_video(label, videos=300, seed=2)['scale']
+    pooled = [one_frame_per_video(label, videos=1000, seed=2)['scale']
               for label in range(len(CLASSES))]
     assert stats.kruskal(*pooled).pvalue > 1e-3
 

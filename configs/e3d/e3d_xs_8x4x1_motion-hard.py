@@ -89,7 +89,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='AccMetric')
 test_evaluator = val_evaluator
 
-max_epochs = 10
+max_epochs = 8
 train_cfg = dict(
     type='EpochBasedTrainLoop',
     max_epochs=max_epochs,

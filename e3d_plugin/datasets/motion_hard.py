@@ -2,8 +2,8 @@
 only by how things change over time, among distractors.
 
 Every video shows one *actor* (a textured square or disk with a white
-border) among smaller borderless distractor objects that drift at random,
-over a textured background that scrolls at random, with per-video
+border) among up to two smaller borderless distractor objects that drift at
+random, over a textured background that scrolls at random, with per-video
 brightness and contrast, and pixel noise. The frame wraps around (a torus):
 what leaves on one side comes back on the other. The class is decided by
 what the actor does over the video:
@@ -52,7 +52,10 @@ CLASSES = tuple(
         'invert_then_reshape', 'reshape_then_invert', 'reshape_twice',
         'reshape_three_times'])
 
-#: Defaults of this preset: 40px keeps one training run of the study short.
+#: Defaults of this preset. 40px keeps one training run short (decord
+#: cannot read 48px videos back); the difficulty constants below were set so
+#: that E3D-XS lands between 40 % and 85 % val top-1 with
+#: ``configs/e3d/e3d_xs_8x4x1_motion-hard.py``.
 DEFAULTS = dict(num_videos=2000, size=40, frames=32)
 
 # Distances as fractions of the frame side, crossed over the whole video.
@@ -61,10 +64,11 @@ ACCEL_TRAVEL = 0.55
 HOP = 0.28
 SCALE_RANGE = (0.24, 0.42)  # actor side as a fraction of the frame
 DISTRACTOR_SCALE = (0.12, 0.22)
-DISTRACTORS = (1, 3)  # fewest and most distractors
+DISTRACTORS = (0, 2)  # fewest and most distractors
 DISTRACTOR_TRAVEL = 0.8  # fastest distractor
-BACKGROUND_TRAVEL = 0.15  # fastest background scroll
-NOISE = 8.0  # pixel noise standard deviation (0-255 scale)
+BACKGROUND_TRAVEL = 0.1  # fastest background scroll
+BACKGROUND_CONTRAST = (0.4, 0.8)  # background brightness factor
+NOISE = 5.0  # pixel noise standard deviation (0-255 scale)
 EVENT_WINDOWS = ((0.15, 0.4), (0.6, 0.85))  # first and second event
 COUNT_JITTER = 0.05  # of evenly spaced repeated events
 
@@ -191,7 +195,7 @@ def render(rng, label, frames, size):
     phase = (np.arange(frames) + rng.uniform()) / frames
 
     background = _texture(rng, size, int(rng.integers(4, 9))).astype(
-        np.float32) * rng.uniform(0.5, 0.9)
+        np.float32) * rng.uniform(*BACKGROUND_CONTRAST)
     angle = rng.uniform(0, 2 * np.pi)
     scroll = rng.uniform(0, BACKGROUND_TRAVEL) * size
     scroll = (scroll * np.cos(angle) * phase, scroll * np.sin(angle) * phase)
