@@ -16,6 +16,10 @@ So a single frame carries (almost) no information about the class, while the
 direction of change across frames decides it. Videos are written as real
 compressed MP4 files (OpenCV's ``mp4v`` encoder) and listed in mmaction2
 ``VideoDataset`` annotation files.
+
+This is the ``basic`` preset; :func:`generate` writes any preset of
+:data:`PRESETS` (the twenty-class ``hard`` one lives in
+:mod:`e3d_plugin.datasets.motion_hard`) through the same writer.
 """
 import os
 import os.path as osp
