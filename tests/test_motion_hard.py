@@ -184,7 +184,7 @@ def test_tool_presets_and_errors(tmp_path, capsys):
         attributes(np.random.default_rng(0), 20, 8, 32)
 
 
-def test_unreadable_size_is_refused(tmp_path):
+def test_unreadable_size_is_refused(tmp_path, monkeypatch):
     frames = np.zeros((8, 32, 32, 3), np.uint8)
     path = str(tmp_path / 'v.mp4')
     write_video(path, frames, 16)
@@ -194,3 +194,14 @@ def test_unreadable_size_is_refused(tmp_path):
         check_decodes(path, 8, 40)
     with pytest.raises(SyntheticMotionError, match='size 32'):
         check_decodes(path, 9, 32)
+    # generate() checks its first video and leaves no unreadable file
+    from e3d_plugin.datasets import synthetic_motion
+
+    def refuse(path, frames, size):
+        raise SyntheticMotionError(f'size {size}: refused')
+
+    monkeypatch.setattr(synthetic_motion, 'check_decodes', refuse)
+    with pytest.raises(SyntheticMotionError, match='size 32: refused'):
+        generate(str(tmp_path / 'data'), num_videos=40, size=32, frames=8,
+                 preset='hard')
+    assert not list((tmp_path / 'data' / 'videos').iterdir())

@@ -238,7 +238,11 @@ def generate(out, num_videos=None, size=None, frames=None, seed=0, fps=16,
             write_video(osp.join(video_dir, name),
                         module.render(rng, label, frames, size), fps)
             if done == 0:
-                check_decodes(osp.join(video_dir, name), frames, size)
+                try:
+                    check_decodes(osp.join(video_dir, name), frames, size)
+                except SyntheticMotionError:
+                    os.remove(osp.join(video_dir, name))
+                    raise
             lines.append(f'{name} {label}')
             per_class[label] += 1
             done += 1

@@ -11,7 +11,7 @@ gives the same dataset. ``--preset basic`` (default) has ten classes (see
 classes among distractors (see :mod:`e3d_plugin.datasets.motion_hard`); in
 both one frame alone cannot tell the classes apart. Unset sizes take the
 preset's defaults (basic: 1000 videos, 64px, 32 frames; hard: 2000 videos,
-48px, 32 frames).
+40px, 32 frames).
 """
 import os.path as osp
 import sys
@@ -37,7 +37,7 @@ def main(argv=None):
                         "preset's, 1000 or 2000)")
     parser.add_argument('--size', type=int, default=None,
                         help='frame height and width in pixels (default: '
-                        "the preset's, 64 or 48)")
+                        "the preset's, 64 or 40)")
     parser.add_argument('--frames', type=int, default=None,
                         help='frames per video (default 32)')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
