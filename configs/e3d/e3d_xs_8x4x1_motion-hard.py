@@ -1,7 +1,8 @@
 # E3D-XS on the hard preset of the built-in synthetic motion videos: twenty
 # classes told apart only over time, among distractors. A short schedule
-# (one run takes about two minutes on a 2-core CPU), the one the rank
-# study trains every architecture with:
+# (8 epochs: about 4 min on 2 cores of a 16-core Xeon, about 2 min estimated
+# on the 2-core development machine), the one the rank study trains every
+# architecture with; E3D-XS reached 82.8 % and 68.8 % val top-1 (seeds 0, 1).
 #   python tools/data/synthetic_motion.py --preset hard --out data/motion_hard
 #   python tools/train.py configs/e3d/e3d_xs_8x4x1_motion-hard.py
 # 8 frames sampled every 4th, 40px clips decoded from real video files
