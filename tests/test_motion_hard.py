@@ -162,6 +162,16 @@ def test_dataset_loads_through_mmaction(dataset):
         assert item['data_samples'].gt_label.item() == 11
 
 
+def test_analyze_reads_the_config_clip(capsys):
+    import json
+    assert load_tool('analyze').main([CONFIG, '--json']) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result['frames'] == 8
+    assert result['image_size'] == [40, 40]
+    # E3D-XS on 8x40x40 clips, as the cost model counts it
+    assert result['flops'] == 15409152
+
+
 def test_tool_presets_and_errors(tmp_path, capsys):
     tool = load_tool(osp.join(ROOT, 'tools', 'data', 'synthetic_motion.py'))
     out = tmp_path / 'hard'
