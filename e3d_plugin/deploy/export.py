@@ -152,33 +152,45 @@ def randomize_weights(recognizer, clip, seed=0):
     """Give an untrained recognizer weights whose outputs are not tiny, so
     that a parity check means something without a trained checkpoint:
     norm scales in ``[0.5, 1.5]`` and shifts around 0, the head's layers
-    with unit-variance outputs, then the norms' running statistics measured
-    on one random clip of ``clip`` size (as training would set them)."""
+    with unit-variance outputs, then each norm's running statistics set, in
+    network order, to those of its input on one random clip of ``clip``
+    size (the variance at least 0.1, so that no channel is amplified
+    enormously)."""
     generator = torch.Generator().manual_seed(seed)
-    norms = []
-    for module in recognizer.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            norms.append((module, module.momentum))
-            with torch.no_grad():
-                module.weight.copy_(
-                    torch.rand(module.weight.shape, generator=generator) + .5)
-                module.bias.copy_(
-                    torch.randn(module.bias.shape, generator=generator) * .2)
-            module.reset_running_stats()
-            module.momentum = None  # a cumulative average over the batch
-    for module in recognizer.cls_head.modules():
-        if isinstance(module, nn.Linear):
-            with torch.no_grad():
+    norms = [
+        m for m in recognizer.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.copy_(
+                torch.rand(norm.weight.shape, generator=generator) + .5)
+            norm.bias.copy_(
+                torch.randn(norm.bias.shape, generator=generator) * .2)
+        for module in recognizer.cls_head.modules():
+            if isinstance(module, nn.Linear):
                 module.weight.copy_(
                     torch.randn(module.weight.shape, generator=generator) /
                     module.in_features**0.5)
-    recognizer.train()
-    with torch.no_grad():
-        RecognizerLogits(recognizer)(
-            random_clips(clip, batch=2, count=1, seed=seed)[0])
-    for module, momentum in norms:
-        module.momentum = momentum
-    return recognizer.eval()
+
+    def measure(norm, inputs):
+        x = inputs[0]
+        dims = [0] + list(range(2, x.dim()))
+        norm.running_mean.copy_(x.mean(dims))
+        # A floor: a channel that hardly varies on this clip would be
+        # amplified enormously on another.
+        norm.running_var.copy_(x.var(dims, unbiased=False).clamp(min=0.1))
+
+    handles = [norm.register_forward_pre_hook(measure) for norm in norms]
+    recognizer.eval()
+    try:
+        with torch.no_grad():
+            RecognizerLogits(recognizer)(
+                random_clips(clip, batch=2, count=1, seed=seed)[0])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return recognizer
 
 
 def recipe_clip(cfg):
@@ -238,12 +250,21 @@ class RecognizerLogits(nn.Module):
 
 
 def random_clips(clip, batch=1, count=2, seed=0):
-    """``count`` random raw-pixel clips (``0..255``) of ``clip`` size."""
+    """``count`` random raw-pixel clips (``0..255``) of ``clip`` size:
+    smooth random patterns (noise at 1/8 of the size, upsampled) plus pixel
+    noise, so that deep features differ from clip to clip as they do for
+    videos, which white noise alone would not give."""
     generator = torch.Generator().manual_seed(seed)
-    return [
-        torch.rand((batch, 3) + tuple(clip), generator=generator) * 255
-        for _ in range(count)
-    ]
+    frames, height, width = clip
+    coarse = (max(1, frames // 2), max(1, height // 8), max(1, width // 8))
+    clips = []
+    for _ in range(count):
+        pattern = torch.rand((batch, 3) + coarse, generator=generator)
+        pattern = torch.nn.functional.interpolate(
+            pattern, size=tuple(clip), mode='trilinear', align_corners=False)
+        noise = torch.rand((batch, 3) + tuple(clip), generator=generator)
+        clips.append((pattern * 0.8 + noise * 0.2) * 255)
+    return clips
 
 
 def try_forward(wrapper, clip, batch=1):
