@@ -10,7 +10,8 @@ comes and goes hits both sides of most rounds alike, and the spread of the
 per-round ratios says how far the result can be trusted.
 
 Parent side: :class:`Worker` (one subprocess speaking JSON lines),
-:func:`interleave` (the rounds), :func:`spread` and :func:`verdict`.
+:func:`interleave` (the rounds), :func:`spread` (median, quartiles, range of
+the per-round ratios) and :func:`verdict` (a sign test over the rounds).
 Worker side: :func:`serve` (the request loop). Benches import this module
 as ``_interleave`` (it sits next to them; scripts run from ``bench/`` find it
 on ``sys.path``).
@@ -176,54 +177,70 @@ def interleave(workers, rounds, request, on_round=None):
     return results
 
 
-def spread(values):
+def spread(values, threshold=1.0):
     """Median, quartiles (inclusive method: they stay within the data),
-    min, max and count of ``values``."""
+    min, max and count of ``values``, and how many lie above and below
+    ``threshold`` (what :func:`verdict` tests)."""
     values = sorted(values)
     if len(values) > 1:
         q1, _, q3 = statistics.quantiles(values, n=4, method='inclusive')
     else:
         q1 = q3 = values[0]
     return dict(median=statistics.median(values), q1=q1, q3=q3,
-                min=values[0], max=values[-1], n=len(values))
+                min=values[0], max=values[-1], n=len(values),
+                threshold=threshold,
+                above=sum(v > threshold for v in values),
+                below=sum(v < threshold for v in values))
 
 
-#: Fewest rounds for which :func:`verdict` answers at all.
-MIN_ROUNDS = 3
-#: From this many rounds on, :func:`verdict` judges by the quartiles (the
-#: middle half of the rounds); below it, by all rounds.
-QUARTILE_ROUNDS = 5
+#: Significance level of :func:`verdict`'s sign test.
+ALPHA = 0.05
 
 
-def verdict(stats, threshold=1.0):
-    """Which side of ``threshold`` the per-round ratios of ``stats`` (from
-    :func:`spread`) lie on: ``'above'``, ``'below'``, or None when the
-    measurement cannot tell.
+def sign_test_p(above, below):
+    """Two-sided p-value of a sign test: the chance that at least
+    ``max(above, below)`` of ``above + below`` rounds fall on one side if
+    either side were as likely in every round."""
+    n = above + below
+    if n == 0:
+        return 1.0
+    k = max(above, below)
+    tail = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
-    With at least :data:`QUARTILE_ROUNDS` rounds the middle half of them (the
-    quartiles) must lie on one side, so that a round or two disturbed by
-    other processes does not decide; with fewer, every round must; with
-    fewer than :data:`MIN_ROUNDS`, there is no verdict.
+
+def min_rounds(alpha=ALPHA):
+    """Fewest rounds with which :func:`verdict` can answer at all (every
+    round on the same side)."""
+    n = 1
+    while sign_test_p(n, 0) >= alpha:
+        n += 1
+    return n
+
+
+def verdict(stats, alpha=ALPHA):
+    """``'above'`` or ``'below'`` when the per-round ratios summed up in
+    ``stats`` (from :func:`spread`) lie on that side of its threshold in
+    more rounds than chance explains (sign test, two-sided, p < ``alpha``),
+    else None: the measurement cannot tell.
+
+    The test counts rounds, not their size, so that one round disturbed by
+    another process, however much, weighs as one round: with 9 rounds 8
+    must agree, with 7 all of them (p = 0.039, 0.016). Rounds equal to the
+    threshold count for neither side.
     """
-    if stats['n'] < MIN_ROUNDS:
+    above, below = stats['above'], stats['below']
+    if sign_test_p(above, below) >= alpha:
         return None
-    low, high = (('q1', 'q3') if stats['n'] >= QUARTILE_ROUNDS
-                 else ('min', 'max'))
-    if not (math.isfinite(stats[low]) and math.isfinite(stats[high])):
-        return None
-    if stats[low] > threshold:
-        return 'above'
-    if stats[high] < threshold:
-        return 'below'
-    return None
+    return 'above' if above > below else 'below'
 
 
 def verdict_basis(stats):
-    """The words and the range :func:`verdict` judged ``stats`` by, e.g.
-    ``('quartiles', 1.2, 1.4)``."""
-    if stats['n'] >= QUARTILE_ROUNDS:
-        return 'quartiles', stats['q1'], stats['q3']
-    return 'min..max', stats['min'], stats['max']
+    """What :func:`verdict` judged by, as ``(words, p, alpha)``: e.g.
+    ``('8 of 9 rounds', 0.039, 0.05)`` (the rounds on the side that has
+    more of them), and the sign test's p-value and level."""
+    return (f'{max(stats["above"], stats["below"])} of {stats["n"]} rounds',
+            sign_test_p(stats['above'], stats['below']), ALPHA)
 
 
 def format_spread(stats, digits=2):

@@ -7,9 +7,9 @@ goes first every round (A B, B A, ...): each round gives a ratio
 other processes hits both sides of most rounds alike, and the spread of the
 per-round ratios shows what the result is worth. The bench then answers
 "is the first model no slower than the second per FLOP?" only when the
-per-round GFLOPs/s ratios lie on one side of 1: their middle half (the
-quartiles) from 5 rounds on, all of them with 3 or 4 rounds; otherwise it
-says UNDECIDED.
+per-round GFLOPs/s ratios lie on one side of 1 in more rounds than chance
+explains (a two-sided sign test at p < 0.05: 8 of 9 rounds, or all of 7);
+otherwise it says UNDECIDED.
 
 Per mode (``--modes``):
 
@@ -42,7 +42,7 @@ Usage::
 
     python bench/backbone_speed.py [--device cpu|cuda] [--amp]
         [--channels-last] [--modes train infer] [--frames 16 --size 112
-        --batch 4] [--rounds 7 --steps 2 --warmup 3] [--threads N]
+        --batch 4] [--rounds 9 --steps 1 --warmup 3] [--threads N]
         [--profile [--profile-steps 3]] [--models E3D-M X3D-M]
         [--json FILE]
 """
@@ -104,10 +104,10 @@ def parse_args(argv=None):
                         help='clip height and width')
     parser.add_argument('--batch', type=positive_int, default=4,
                         help='clips per step')
-    parser.add_argument('--rounds', type=positive_int, default=7,
+    parser.add_argument('--rounds', type=positive_int, default=9,
                         help='interleaved rounds per mode (a verdict needs '
-                        f'at least {_interleave.MIN_ROUNDS})')
-    parser.add_argument('--steps', type=positive_int, default=2,
+                        f'at least {_interleave.min_rounds()})')
+    parser.add_argument('--steps', type=positive_int, default=1,
                         help='timed steps per model per round')
     parser.add_argument('--warmup', type=positive_int, default=3,
                         help='untimed steps per model and mode first')
@@ -598,16 +598,14 @@ def verdict_line(mode_name, mode, first, second):
     stats = mode['gflops_ratio']
     answer = {'above': 'YES', 'below': 'NO', None: 'UNDECIDED'}[
         mode['verdict']]
-    basis, low, high = _interleave.verdict_basis(stats)
-    if stats['n'] < _interleave.MIN_ROUNDS:
-        why = (f'{stats["n"]} rounds; a verdict needs at least '
-               f'{_interleave.MIN_ROUNDS}')
-    else:
-        where = {'above': 'above', 'below': 'below',
-                 None: 'straddle'}[mode['verdict']]
-        why = (f'per-round GFLOPs/s ratios: {basis} {low:.2f}..{high:.2f} '
-               f'{where} 1; {sum(r >= 1 for r in mode["gflops_ratio_rounds"])}'
-               f' of {stats["n"]} rounds >= 1')
+    p = _interleave.verdict_basis(stats)[1]
+    why = (f'GFLOPs/s ratio above 1 in {stats["above"]} of {stats["n"]} '
+           f'rounds, below in {stats["below"]}; sign test p = {p:.3f}')
+    if mode['verdict'] is None:
+        why += f', not < {_interleave.ALPHA}'
+        if stats['n'] < _interleave.min_rounds():
+            why += (f'; a verdict needs at least {_interleave.min_rounds()} '
+                    'rounds')
     return (f'verdict ({mode_name}): {first} no slower than {second} per '
             f'FLOP: {answer} ({why})')
 

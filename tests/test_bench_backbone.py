@@ -28,31 +28,50 @@ def interleave(bench):
     return sys.modules['_interleave']
 
 
-def test_spread_median_quartiles_range(interleave):
-    stats = interleave.spread([1.4, 0.9, 1.2, 1.3, 1.25])
-    assert stats['n'] == 5
-    assert stats['median'] == pytest.approx(1.25)
-    assert stats['q1'] == pytest.approx(1.2)
-    assert stats['q3'] == pytest.approx(1.3)
+def test_spread_median_quartiles_range_and_sides(interleave):
+    stats = interleave.spread([1.4, 0.9, 1.2, 1.3, 1.25, 1.0])
+    assert stats['n'] == 6
+    assert stats['median'] == pytest.approx(1.225)
+    assert stats['q1'] == pytest.approx(1.05)
+    assert stats['q3'] == pytest.approx(1.2875)
     assert (stats['min'], stats['max']) == (0.9, 1.4)
+    # 1.0 itself is on neither side.
+    assert (stats['above'], stats['below']) == (4, 1)
     one = interleave.spread([2.0])
     assert one['q1'] == one['q3'] == one['median'] == 2.0
 
 
+def test_sign_test_p_values(interleave):
+    assert interleave.sign_test_p(9, 0) == pytest.approx(2 / 512)
+    assert interleave.sign_test_p(8, 1) == pytest.approx(20 / 512)
+    assert interleave.sign_test_p(1, 8) == pytest.approx(20 / 512)
+    assert interleave.sign_test_p(7, 2) == pytest.approx(92 / 512)
+    assert interleave.sign_test_p(7, 0) == pytest.approx(2 / 128)
+    assert interleave.sign_test_p(0, 0) == 1.0
+    assert interleave.min_rounds() == 6
+
+
 @pytest.mark.parametrize('ratios, expected', [
-    # From 5 rounds on the quartiles decide: one disturbed round does not.
-    ([1.4, 0.9, 1.2, 1.3, 1.25], 'above'),
-    ([0.6, 0.7, 1.3, 0.65, 0.72], 'below'),
-    ([0.8, 0.9, 1.1, 1.2, 1.0], None),
-    # With 3 or 4 rounds every round must lie on the same side.
-    ([1.44, 0.95, 1.47], None),
-    ([1.44, 1.05, 1.47], 'above'),
-    ([0.5, 0.7, 0.9, 0.8], 'below'),
-    # Fewer than 3 rounds never give a verdict.
-    ([2.0, 2.1], None),
+    # One round disturbed, however much, does not decide.
+    ([1.4, 0.1, 1.2, 1.3, 1.25, 1.5, 1.3, 1.2, 1.1], 'above'),
+    ([0.6, 0.7, 9.0, 0.65, 0.72, 0.8, 0.7, 0.6, 0.9], 'below'),
+    # Two rounds of nine on the other side: cannot tell.
+    ([1.4, 0.9, 0.95, 1.3, 1.25, 1.5, 1.3, 1.2, 1.1], None),
+    # With 7 rounds all must agree; with 5, never a verdict.
+    ([1.44, 1.05, 1.47, 1.2, 1.3, 1.1, 1.25], 'above'),
+    ([1.44, 0.95, 1.47, 1.2, 1.3, 1.1, 1.25], None),
+    ([2.0, 2.1, 2.2, 2.3, 2.4], None),
+    # Ties with the threshold count for neither side.
+    ([1.0, 1.0, 1.0, 1.1, 1.2, 1.3, 1.2, 1.1, 1.3], 'above'),
 ])
-def test_verdict_needs_the_spread_on_one_side(interleave, ratios, expected):
+def test_verdict_is_a_sign_test_over_rounds(interleave, ratios, expected):
     assert interleave.verdict(interleave.spread(ratios)) == expected
+
+
+def test_verdict_basis_words(interleave):
+    stats = interleave.spread([0.9] * 8 + [1.1])
+    assert interleave.verdict_basis(stats) == (
+        '8 of 9 rounds', pytest.approx(20 / 512), 0.05)
 
 
 def test_interleave_alternates_the_order(interleave):
@@ -141,8 +160,9 @@ def test_summarise_forms_one_ratio_per_round(bench):
     assert mode['verdict'] is None
     line = bench.verdict_line('train', mode, 'E3D-M', 'X3D-M')
     assert line == ('verdict (train): E3D-M no slower than X3D-M per FLOP: '
-                    'UNDECIDED (per-round GFLOPs/s ratios: min..max '
-                    '0.25..2.00 straddle 1; 2 of 3 rounds >= 1)')
+                    'UNDECIDED (GFLOPs/s ratio above 1 in 1 of 3 rounds, '
+                    'below in 1; sign test p = 1.000, not < 0.05; a verdict '
+                    'needs at least 6 rounds)')
 
 
 class _Net(nn.Module):
@@ -235,7 +255,7 @@ def test_cuda_without_a_device_is_one_line():
 def test_tiny_interleaved_cpu_run(tmp_path):
     out = tmp_path / 'speed.json'
     proc = _run('--frames', '4', '--size', '32', '--batch', '1',
-                '--rounds', '3', '--steps', '2', '--warmup', '1',
+                '--rounds', '6', '--steps', '1', '--warmup', '1',
                 '--threads', '1', '--profile', '--profile-steps', '2',
                 '--channels-last', '--json', str(out))
     assert proc.returncode == 0, proc.stderr
@@ -246,9 +266,9 @@ def test_tiny_interleaved_cpu_run(tmp_path):
     assert x3d['flops'] > 0
     assert e3d['n_depthwise'] == x3d['n_depthwise'] == 27
     for name, mode in data['modes'].items():
-        assert len(mode['rounds']) == 3
+        assert len(mode['rounds']) == 6
         for r in mode['rounds']:
-            assert len(r['E3D-M']) == len(r['X3D-M']) == 2
+            assert len(r['E3D-M']) == len(r['X3D-M']) == 1
         for (a, b), ratio in zip(
                 zip(mode['clips_s_rounds']['E3D-M'],
                     mode['clips_s_rounds']['X3D-M']), mode['ratio_rounds']):
