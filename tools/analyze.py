@@ -8,9 +8,15 @@ Usage::
 
 STRUCTURE is a preset name (E3D-S, E3D-M, E3D-L, E3D-XS), a JSON structure
 file (e.g. a search's ``best_structure.json``), a TinyNAS text file, or an
-mmaction2 config (``.py``) with an E3D backbone: then the clip defaults to
-the config's (``clip_len`` of its frame sampler, the crop of its validation
-pipeline). The table
+mmaction2 config (``.py``) with an E3D backbone (``--cfg-options`` applies
+to it): then the clip defaults to the config's, read from its validation
+pipeline (else test, else train): ``clip_len`` of its frame sampler
+(``SampleFrames``, ``UniformSample``, ...) and the clip size its transforms
+give (``CenterCrop`` / ``ThreeCrop`` / ``TenCrop`` / ``RandomCrop``, an int
+or a ``(w, h)`` pair as mmaction2 takes it, or a ``Resize`` to a fixed
+size). Where the config does not fix it (no crop after a short-side
+``Resize``, no frame sampler) the report says which value it used in a
+note. The table
 lists each block (the backbone's stages) with its output shape, FLOPs
 (multiply-adds of the convs for one clip), parameters and conv layers.
 ``--json`` prints exactly one JSON object instead.
@@ -23,6 +29,7 @@ backbone end to end (steady state: at least 3 warm-up runs and 200 ms,
 median of at least 10 samples).
 """
 import json
+import os
 import os.path as osp
 import sys
 
@@ -32,8 +39,15 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 
+#: Largest clip side and length accepted (far above any video model's;
+#: the cost is analytic, but ``--latency`` builds real tensors).
+MAX_IMAGE_SIZE = 4096
+MAX_FRAMES = 1024
+
+
 def parse_args(argv=None):
     """Command-line arguments."""
+    from e3d_plugin.launch import CfgOptionsAction
     parser = _Parser(
         description='FLOPs, params, layers and STEntr-Score of a structure')
     parser.add_argument(
@@ -49,6 +63,11 @@ def parse_args(argv=None):
         help='clip length (default 16, or the config\'s clip_len)')
     parser.add_argument(
         '--json', action='store_true', help='print one JSON object')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
+        metavar='KEY=VALUE',
+        help='with a config: override its settings, e.g. '
+        'model.backbone.arch=E3D-S')
     parser.add_argument(
         '--score-cfg', nargs='+', default=[], metavar='KEY=VALUE',
         help='STEntrScore arguments, e.g. stage_weights="(0,0,0,1,1)" '
@@ -68,18 +87,44 @@ def parse_args(argv=None):
 
 
 def _pairs(option, pairs):
-    """``KEY=VALUE`` strings as a dict (values as Python literals)."""
+    """``KEY=VALUE`` strings as a dict: values as Python literals, with
+    ``true`` / ``false`` (any case) as booleans and ``none`` as None, so
+    that ``refine=false`` means False; anything else stays a string."""
     import ast
     cfg = {}
     for pair in pairs:
         if '=' not in pair:
             raise ValueError(f"{option}: expected KEY=VALUE, got '{pair}'")
         key, value = pair.split('=', 1)
+        if not key.isidentifier():
+            raise ValueError(
+                f"{option}: '{key}' is not an argument name (KEY=VALUE, "
+                'e.g. refine=False)')
+        word = value.strip().lower()
+        if word in ('true', 'false', 'none'):
+            cfg[key] = dict(true=True, false=False, none=None)[word]
+            continue
         try:
             cfg[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             cfg[key] = value
     return cfg
+
+
+def _check_arguments(option, cls, cfg):
+    """Refuse keys that ``cls`` does not take, listing those it does."""
+    import inspect
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to check against
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in cfg if k != 'type' and k not in params]
+    if unknown:
+        raise ValueError(
+            f"{option}: {cls.__name__} takes no argument '{unknown[0]}'; it "
+            f"takes {', '.join(params)}")
 
 
 def _latency(args, structure, image_size, frames):
@@ -105,40 +150,48 @@ def _score_cfg(pairs, image_size, frames, num_stages):
     return cfg
 
 
-def _from_config(path):
-    """Structure and clip ``(frames, crop)`` of an mmaction2 config."""
-    from mmengine.config import Config
-
+def _from_config(path, cfg_options=None):
+    """Structure, clip ``(frames, (h, w))`` and notes of an mmaction2
+    config with an E3D backbone."""
+    from e3d_plugin.launch import LaunchError, config_clip, load_config
     from e3d_plugin.structure import StructureError, resolve_structure
     try:
-        cfg = Config.fromfile(path)
-    except Exception as e:  # mmengine raises many kinds; name the file
-        raise StructureError(f"cannot load config '{path}': {e}") from None
-    backbone = cfg.get('model', {}).get('backbone', {})
-    if backbone.get('type') != 'E3D':
+        cfg = load_config(path, cfg_options)
+    except LaunchError as e:
+        raise StructureError(str(e)) from None
+    model = cfg.get('model')
+    backbone = model.get('backbone') if isinstance(model, dict) else None
+    if backbone is None:
+        raise StructureError(f'{path}: the config has no model.backbone; '
+                             "give a config with backbone=dict(type='E3D')")
+    kind = backbone.get('type')
+    name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+    if name.split('.')[-1] != 'E3D':
         raise StructureError(
-            f"{path}: model.backbone.type is {backbone.get('type')!r}, not "
-            "'E3D'")
+            f"{path}: model.backbone.type is {kind!r}, not 'E3D'")
+    arch = backbone.get('arch')
+    structure = backbone.get('structure')
     structure_file = backbone.get('structure_file')
+    for key, value, types, what in (
+            ('arch', arch, (str, ), 'a preset name'),
+            ('structure', structure, (list, tuple), 'a list of blocks'),
+            ('structure_file', structure_file, (str, os.PathLike),
+             'a path')):
+        if value is not None and not isinstance(value, types):
+            raise StructureError(
+                f'{path}: model.backbone.{key} must be {what}, got '
+                f'{type(value).__name__}')
     if structure_file and not osp.isabs(structure_file) and not osp.exists(
             structure_file):
         structure_file = osp.join(osp.dirname(path), structure_file)
-    arch = backbone.get('arch')
-    if not any(backbone.get(k) for k in ('arch', 'structure',
-                                         'structure_file')):
+    if arch is None and structure is None and structure_file is None:
         arch = 'E3D-M'  # the backbone's own default
-    structure = resolve_structure(arch, backbone.get('structure'),
-                                  structure_file)
-    frames = crop = None
-    for split in ('val', 'test', 'train'):
-        loader = cfg.get(f'{split}_dataloader') or {}
-        dataset = loader.get('dataset') or {}
-        for step in dataset.get('pipeline') or []:
-            if frames is None and step.get('clip_len'):
-                frames = int(step['clip_len'])
-            if crop is None and step.get('type') == 'CenterCrop':
-                crop = int(step['crop_size'])
-    return structure, frames, crop
+    try:
+        structure = resolve_structure(arch, structure, structure_file)
+    except StructureError as e:
+        raise StructureError(f'{path}: model.backbone: {e}') from None
+    frames, size, notes = config_clip(cfg)
+    return structure, frames, size, notes
 
 
 def analyze(args):
@@ -148,23 +201,46 @@ def analyze(args):
     from e3d_plugin.registry import SCORES, build
     from e3d_plugin.structure import load_structure
 
+    notes = {}
     if args.structure.endswith('.py'):
-        structure, frames, crop = _from_config(args.structure)
+        structure, frames, size, notes = _from_config(args.structure,
+                                                      args.cfg_options)
+    elif args.cfg_options:
+        raise ValueError('--cfg-options goes with a config (.py), not with '
+                         f"'{args.structure}'")
     else:
-        structure, frames, crop = load_structure(args.structure), None, None
-    if args.frames is None:
-        args.frames = frames or 16
-    if args.image_size is None:
-        args.image_size = [crop or 224]
-    if any(v < 1 for v in args.image_size) or len(args.image_size) > 2:
-        raise ValueError('--image-size takes one or two positive integers')
-    if args.frames < 1:
-        raise ValueError('--frames must be a positive integer')
-    image_size = (args.image_size * 2)[:2]
+        structure, frames, size = load_structure(args.structure), 16, None
+    if args.frames is not None:
+        notes.pop('frames', None)
+    else:
+        args.frames = frames
+    if args.image_size is not None:
+        notes.pop('image_size', None)
+        if any(v < 1 or v > MAX_IMAGE_SIZE for v in args.image_size) or len(
+                args.image_size) > 2:
+            raise ValueError(
+                '--image-size takes one or two integers in 1..'
+                f'{MAX_IMAGE_SIZE} (height, width), got '
+                f"{' '.join(map(str, args.image_size))}")
+        image_size = (args.image_size * 2)[:2]
+    else:
+        image_size = list(size or (224, 224))
+    if not 1 <= args.frames <= MAX_FRAMES:
+        raise ValueError(f'--frames must be an integer in 1..{MAX_FRAMES}, '
+                         f'got {args.frames}')
+    if max(image_size) > MAX_IMAGE_SIZE or args.frames > MAX_FRAMES:
+        raise ValueError(
+            f'the config\'s clip {args.frames}x{image_size[0]}x'
+            f'{image_size[1]} exceeds {MAX_FRAMES} frames or '
+            f'{MAX_IMAGE_SIZE} pixels; set --frames / --image-size')
     report = analyze_cost(structure, tuple(image_size), args.frames)
     num_stages = len(STEntrScore(image_size, args.frames,
                                  (1, )).stage_scores(structure))
     cfg = _score_cfg(args.score_cfg, image_size, args.frames, num_stages)
+    score_cls = SCORES.get(cfg['type']) if isinstance(cfg['type'],
+                                                      str) else None
+    if score_cls is not None:
+        _check_arguments('--score-cfg', score_cls, cfg)
     try:
         score = build(SCORES, cfg)
     except (KeyError, TypeError) as e:
@@ -185,6 +261,7 @@ def analyze(args):
         stentr=stentr,
         score_cfg={k: v for k, v in cfg.items()},
         output_shape=list(report.blocks[-1].out_shape),
+        notes=list(notes.values()),
         blocks=[
             dict(index=b.index, kind=b.kind, out_shape=list(b.out_shape),
                  flops=b.flops, params=b.params, layers=b.layers)
@@ -197,6 +274,7 @@ def format_table(result, structure):
     height, width = result['image_size']
     lines = [
         f"{result['structure']}: clip {result['frames']}x{height}x{width}",
+        *(f'note: {note}' for note in result.get('notes', ())),
         f"{'block':>5}  {'kind':<6} {'L':>3}  {'output (CxTxHxW)':<18} "
         f"{'GFLOPs':>9} {'params (M)':>11} {'layers':>7}"
     ]
@@ -229,10 +307,11 @@ def format_table(result, structure):
 def main(argv=None):
     """Entry point; returns the exit code."""
     args = parse_args(argv)
+    from e3d_plugin.launch import LaunchError
+    from e3d_plugin.structure import StructureError
     try:
-        from e3d_plugin.structure import StructureError
         result, structure = analyze(args)
-    except (StructureError, ValueError) as e:
+    except (StructureError, ValueError, LaunchError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     if args.json:
