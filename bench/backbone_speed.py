@@ -648,10 +648,11 @@ def report(data):
               f'{_interleave.format_spread(mode["gflops_ratio"])}')
         print('  ' + verdict_line(mode_name, mode, first, second))
         for name, p in mode.get('profile', {}).items():
-            line = (f'  profile {name:<7} step {p["step_ms"]:.1f} ms: 3D convs '
-                    f'{p["conv_ms"]:.1f} ms ({p["conv_ms"] / p["step_ms"]:.0%})'
-                    f', depthwise {p["dw_ms"]:.1f} ms '
-                    f'({p["dw_ms"] / p["step_ms"]:.0%} of the step')
+            step_ms = p['step_ms']
+            line = (f'  profile {name:<7} step {step_ms:.1f} ms: 3D convs '
+                    f'{p["conv_ms"]:.1f} ms ({p["conv_ms"] / step_ms:.0%}), '
+                    f'depthwise {p["dw_ms"]:.1f} ms '
+                    f'({p["dw_ms"] / step_ms:.0%} of the step')
             if 'kernel_ms' in p and p['kernel_ms'] > 0:
                 line += (f', {p["dw_ms"] / p["kernel_ms"]:.0%} of '
                          f'{p["kernel_ms"]:.1f} ms GPU kernel time')
