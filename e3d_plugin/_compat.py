@@ -18,7 +18,13 @@ really there:
 * mmengine finds the configs of ``mmaction::`` bases through
   ``pkg_resources``, which setuptools 81 and newer no longer ship: the plugin
   pins ``setuptools<81`` and, where ``pkg_resources`` is missing anyway,
-  replaces mmengine's two package look-ups with ``importlib.metadata`` ones.
+  replaces mmengine's two package look-ups with ``importlib.metadata`` ones;
+* mmengine 0.10 prints a config (``Config.pretty_text``, used by ``Runner``
+  for its log and the dumped config) as ``dict(key=value)`` whenever every
+  key is an identifier, and ``in`` is one but also a keyword: a config with
+  an in-line structure (``structure=[dict(kind=..., **{'in': 3, ...})]``)
+  fails with "Failed to format the config file". Where mmengine's text does
+  not parse, the config is written with literal ``{...}`` dicts instead.
 
 :func:`apply` is idempotent and cheap; ``import e3d_plugin`` calls it first.
 """
@@ -138,6 +144,32 @@ def _bridge_checkpoint_loading():
     register_local_loader()
 
 
+def _config_literal(cfg_dict):
+    """A config as Python source made of literals (``{'in': 3}``), one
+    assignment per top-level key; it loads back to the same values."""
+    import pprint
+    return '\n'.join(
+        f'{key} = {pprint.pformat(value, width=79, sort_dicts=False)}'
+        for key, value in cfg_dict.items()) + '\n'
+
+
+def _bridge_config_keywords():
+    from mmengine.config import Config
+    original = Config.pretty_text
+    if getattr(original.fget, 'e3d_keyword_safe', False):
+        return
+
+    def pretty_text(self):
+        try:
+            return original.fget(self)
+        except SyntaxError:
+            return _config_literal(self.to_dict())
+
+    pretty_text.e3d_keyword_safe = True
+    pretty_text.__doc__ = original.__doc__
+    Config.pretty_text = property(pretty_text)
+
+
 def apply():
     """Bridge the gaps of the installed stack (safe to call repeatedly)."""
     global _APPLIED
@@ -148,4 +180,5 @@ def apply():
     _bridge_drn()
     _bridge_pkg_resources()
     _bridge_checkpoint_loading()
+    _bridge_config_keywords()
     _APPLIED = True
