@@ -8,7 +8,8 @@ from .errors import DeployError
 from .export import (RecognizerLogits, build_recognizer, check_clip,
                      export_onnx, interleaved_latency, load_checkpoint,
                      load_config, ort_session, ort_vs_torch_latency, parity,
-                     random_clips, randomize_weights, recipe_clip, summarize, try_forward)
+                     random_clips, randomize_weights, recipe_clip, summarize,
+                     try_forward)
 from .stream import (StreamStepModule, export_stream_onnx, onnx_stream_video,
                      state_nbytes, stream_video)
 from .video import read_video, spatial_steps

@@ -385,7 +385,8 @@ def ort_vs_torch_latency(session, recognizer, clip, rounds=10, warmup=2):
 
 
 __all__ = [
-    'build_recognizer', 'randomize_weights', 'load_config', 'load_checkpoint', 'recipe_clip',
+    'build_recognizer', 'randomize_weights', 'load_config',
+    'load_checkpoint', 'recipe_clip',
     'check_clip', 'RecognizerLogits', 'random_clips', 'export_onnx',
     'ort_session', 'parity', 'interleaved_latency', 'summarize',
     'ort_vs_torch_latency', 'try_forward'

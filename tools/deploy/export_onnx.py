@@ -215,13 +215,12 @@ def run(args):
 def main(argv=None):
     """Entry point; returns the exit code."""
     args = parse_args(argv)
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        print(f'error: {e.name} is missing; install the deploy extra: pip '
-              'install -e ".[deploy]"', file=sys.stderr)
-        return 2
+    import importlib.util
+    for package in ('onnx', 'onnxruntime'):
+        if importlib.util.find_spec(package) is None:
+            print(f'error: {package} is missing; install the deploy extra: '
+                  'pip install -e ".[deploy]"', file=sys.stderr)
+            return 2
     import e3d_plugin  # noqa: F401  (bridges the stack, registers E3D)
     from e3d_plugin.deploy import DeployError
     try:
