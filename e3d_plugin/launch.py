@@ -761,6 +761,7 @@ def build_runner(cfg, mode):
     else:
         steps = [('test_dataloader', ('test_dataloader', 'test_evaluator',
                                       'test_cfg'), lambda: runner.test_loop)]
+    _check_head_width(runner.model)
     # The same order as Runner.train() / Runner.test() build them in.
     for step, sections, build in steps:
         try:
@@ -768,6 +769,25 @@ def build_runner(cfg, mode):
         except BUILD_ERRORS as e:
             raise _build_error(e, cfg, sections, step) from None
     return runner
+
+
+def _check_head_width(model):
+    """Refuse a classification head whose input width is not the width the
+    E3D backbone gives (a searched structure changes it): PyTorch would
+    fail at the first step with a shape error."""
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(model):
+        model = model.module
+    backbone = getattr(model, 'backbone', None)
+    head = getattr(model, 'cls_head', None)
+    width = getattr(backbone, 'feat_dim', None)
+    expected = getattr(head, 'in_channels', None)
+    if (getattr(model, 'neck', None) is None and isinstance(width, int)
+            and isinstance(expected, int) and width != expected):
+        raise LaunchError(
+            f'model.cls_head.in_channels is {expected}, but the '
+            f'{type(backbone).__name__} backbone gives {width} channels; set '
+            f'model.cls_head.in_channels={width}')
 
 
 def _check_registered(where, item, registry, examples):
@@ -981,14 +1001,18 @@ def setup_distributed(cfg, launcher):
         raise LaunchError(
             '--launcher pytorch expects torchrun to set '
             f"{', '.join(missing)}; start it with tools/dist_train.sh")
-    env_cfg = cfg.setdefault('env_cfg', {})
-    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    env_cfg = cfg.get('env_cfg') or {}
+    if not isinstance(env_cfg.get('dist_cfg') or {}, dict):
+        raise LaunchError('env_cfg.dist_cfg must be a dict, got '
+                          f"{_short(env_cfg['dist_cfg'])}")
+    env_cfg['dist_cfg'] = dict(env_cfg.get('dist_cfg') or {}, backend='gloo')
+    cfg.env_cfg = env_cfg
     if not dist.is_initialized():
         dist.init_process_group(
             backend='gloo',
             rank=int(os.environ['RANK']),
             world_size=int(os.environ['WORLD_SIZE']))
-    backbone = cfg.get('model', {}).get('backbone', {})
+    backbone = (cfg.get('model') or {}).get('backbone') or {}
     if backbone.get('channels_last'):
         # Seen here: DDP over gloo with channels_last_3d weights aborts a
         # rank now and then ("terminate called without an active

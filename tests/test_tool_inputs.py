@@ -278,6 +278,10 @@ def test_check_data_loader_not_a_dict():
      "error: model.backbone: structure_file '/nonexist' does not exist"),
     (['model.cls_head.type=Nope'], "error: model.cls_head: type 'Nope' is "
      'not registered in mmaction::model; check the spelling'),
+    # PyTorch would fail only at the first step, with a shape error
+    (['model.cls_head.in_channels=7'], 'error: model.cls_head.in_channels is '
+     '7, but the E3D backbone gives 256 channels; set '
+     'model.cls_head.in_channels=256'),
     (['train_dataloader.dataset.pipeline.2.type=Nope'],
      "error: train_dataloader.dataset.pipeline.2: type 'Nope' is not "
      'registered in mmaction::transform'),
@@ -406,6 +410,10 @@ def test_test_checkpoint_errors(setup, capsys, tmp_path):
          'file'),
         (['--cfg-options', 'model.backbone.frozen_stages=abc'],
          'error: model.backbone: frozen_stages must be an int'),
+        (['--cfg-options', 'model.backbone.arch=E3D-S',
+          'model.cls_head.in_channels=512'],
+         f"error: checkpoint '{setup['weights']}' does not match the model "
+         'of the config: '),
         (['--cfg-options', 'test_dataloader.dataset.pipeline.4.crop_size=-1'],
          'error: test_dataloader.dataset.pipeline.4'),
     ]:
@@ -503,3 +511,45 @@ def test_build_step_changes_nothing_and_resume_and_test_work(setup, capsys,
         setup['config'], osp.join(tool_dir, 'epoch_2.pth'), '--work-dir',
         str(tmp_path / 'test'), '--dump', dump]) == 0
     assert osp.getsize(dump) > 0
+
+
+def test_setup_distributed_on_cpu(monkeypatch):
+    """One gloo process: the config gets gloo, no device ids, no
+    channels_last; a missing torchrun variable or a CUDA-only launcher is
+    one line."""
+    import socket
+
+    import torch.distributed as dist
+
+    from e3d_plugin.launch import end_distributed, setup_distributed
+    if torch.cuda.is_available():
+        pytest.skip('the CPU path is taken only without CUDA')
+    cfg = Config(dict(env_cfg=None, model=dict(backbone=dict(
+        type='E3D', channels_last=True))))
+    for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR',
+                'MASTER_PORT'):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(LaunchError, match='^--launcher pytorch expects '
+                       'torchrun to set RANK, WORLD_SIZE, LOCAL_RANK, '
+                       'MASTER_ADDR, MASTER_PORT; start it with '
+                       'tools/dist_train.sh$'):
+        setup_distributed(cfg, 'pytorch')
+    with pytest.raises(LaunchError, match='^--launcher slurm needs CUDA'):
+        setup_distributed(cfg, 'slurm')
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
+                           MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    try:
+        assert setup_distributed(cfg, 'pytorch') is True
+        assert dist.is_initialized() and dist.get_backend() == 'gloo'
+        assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+        assert cfg.model_wrapper_cfg.device_ids is None
+        assert cfg.model.backbone.channels_last is False
+    finally:
+        end_distributed()
+    assert not dist.is_initialized()
+    assert setup_distributed(Config(dict()), 'none') is False
