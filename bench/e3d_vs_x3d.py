@@ -45,7 +45,6 @@ grid the X3D config's gammas were chosen from.
 A bad input (a missing data set, a work dir holding another comparison)
 ends in one line ``error: ...`` and exit code 2.
 """
-import argparse
 import copy
 import itertools
 import json
@@ -651,10 +650,9 @@ def main(argv=None):
                                        size=searched['size']),
                               searched['flops']))
             return 0
-        costs = {name: config_cost(config)
-                 for name, config in CONFIGS.items()}
         if args.flops:
-            print(format_costs(costs))
+            print(format_costs({name: config_cost(config)
+                                for name, config in CONFIGS.items()}))
             return 0
         bench = Comparison(args.work_dir, seeds=args.seeds,
                            epochs=args.epochs, data_root=args.data_root,
@@ -672,6 +670,8 @@ def main(argv=None):
                                              saved.get('data_root'))
         else:
             bench.train()
+        costs = {name: config_cost(config)
+                 for name, config in CONFIGS.items()}
         table = bench.table(costs)
         with open(osp.join(bench.work_dir, TABLE_NAME), 'w') as f:
             json.dump(table, f, indent=1)
