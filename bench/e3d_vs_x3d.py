@@ -434,7 +434,8 @@ class Comparison:
             batch_sizes[name] = int(cfg.train_dataloader.batch_size)
         tmp = f'{settings_path}.tmp{os.getpid()}'
         with open(tmp, 'w') as f:
-            json.dump(self.settings(), f, indent=1)
+            # the seed count may grow on --resume: kept for --report-only
+            json.dump(dict(self.settings(), seeds=self.seeds), f, indent=1)
         os.replace(tmp, settings_path)
         return batch_sizes
 
@@ -600,8 +601,9 @@ def parse_args(argv=None):
     """Command-line arguments."""
     from e3d_plugin.launch import OneLineArgumentParser
     parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--seeds', type=int, default=3,
-                        help='seeds per model (0 .. S-1)')
+    parser.add_argument('--seeds', type=int,
+                        help='seeds per model (0 .. S-1); default 3, with '
+                        '--report-only those of the last run')
     parser.add_argument('--work-dir', default=osp.join('work_dirs',
                                                        'e3d_vs_x3d'))
     parser.add_argument('--resume', action='store_true',
@@ -654,7 +656,7 @@ def main(argv=None):
             print(format_costs({name: config_cost(config)
                                 for name, config in CONFIGS.items()}))
             return 0
-        bench = Comparison(args.work_dir, seeds=args.seeds,
+        bench = Comparison(args.work_dir, seeds=args.seeds or 3,
                            epochs=args.epochs, data_root=args.data_root,
                            resume=args.resume or args.report_only,
                            keep_checkpoints=args.keep_checkpoints)
@@ -668,6 +670,7 @@ def main(argv=None):
                 saved = json.load(f)
             bench.epochs, bench.data_root = (saved.get('epochs'),
                                              saved.get('data_root'))
+            bench.seeds = args.seeds or saved.get('seeds') or 3
         else:
             bench.train()
         costs = {name: config_cost(config)

@@ -1,5 +1,6 @@
 """E3D vs X3D at equal FLOPs: the three configs of ``configs/compare``, the
 documented draws of their structures, and ``bench/e3d_vs_x3d.py``."""
+import json
 import os
 import os.path as osp
 import statistics
@@ -255,6 +256,10 @@ def test_bench_trains_every_run_and_resume_skips_finished(tmp_path,
         in text
     with open(bench.results_path) as f:
         assert len(f.read().splitlines()) == 7
+    with open(osp.join(bench.work_dir, 'settings.json')) as f:
+        settings = json.load(f)
+    assert (settings['epochs'], settings['seeds']) == (3, 2)
+    assert settings['data_root'] == str(tmp_path / 'data')
 
 
 def test_bench_resume_refuses_changed_settings(tmp_path, monkeypatch):
