@@ -287,6 +287,23 @@ def check_config_types(cfg):
         for part in ('backbone', 'cls_head', 'neck', 'data_preprocessor'):
             if model.get(part) is not None:
                 _check_typed(f'model.{part}', model[part])
+        head = model.get('cls_head') or {}
+        for key in ('num_classes', 'in_channels'):
+            value = head.get(key)
+            if value is not None and not (_is_int(value) and value >= 1):
+                raise LaunchError(f'model.cls_head.{key} must be an integer '
+                                  f'>= 1, got {_short(value)}')
+        preprocessor = model.get('data_preprocessor') or {}
+        for key in ('mean', 'std'):
+            value = preprocessor.get(key)
+            if value is not None and not (
+                    isinstance(value, _LIST) and value and all(
+                        isinstance(v, (int, float))
+                        and not isinstance(v, bool) and math.isfinite(v)
+                        for v in value)):
+                raise LaunchError(
+                    f'model.data_preprocessor.{key} must be a list of finite '
+                    f'numbers (one per channel), got {_short(value)}')
     for key in ('train_cfg', 'val_cfg', 'test_cfg', 'randomness', 'env_cfg',
                 'log_processor', 'visualizer', 'auto_scale_lr',
                 'model_wrapper_cfg', 'default_hooks', 'log_level'):
@@ -686,7 +703,7 @@ def _find_type(node, name, where):
     return None
 
 
-_UNREGISTERED = re.compile(r'^(\S+) is not in the (\S+) registry\.')
+_UNREGISTERED = re.compile(r'^(\S+) is not in the (.+?) registry\.')
 
 
 def _build_error(e, cfg, sections, step):

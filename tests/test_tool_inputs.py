@@ -184,6 +184,11 @@ def test_bad_config_files(bad_configs, name, line):
     ({'randomness.deterministic': 'false'},
      "randomness.deterministic must be True or False, got 'false' (str)"),
     ({'work_dir': 5}, 'work_dir must be a str, got 5 (int)'),
+    ({'model.cls_head.num_classes': 'abc'},
+     "model.cls_head.num_classes must be an integer >= 1, got 'abc'"),
+    ({'model.data_preprocessor.mean': 'abc'},
+     'model.data_preprocessor.mean must be a list of finite numbers (one per '
+     "channel), got 'abc'"),
     ({'resume': 'yes'}, "resume must be True or False, got 'yes' (str)"),
     ({'custom_hooks': [5]},
      "custom_hooks.0 must be a dict with a 'type', got 5 (int)"),
@@ -285,6 +290,8 @@ def test_check_data_loader_not_a_dict():
     (['train_dataloader.dataset.pipeline.2.type=Nope'],
      "error: train_dataloader.dataset.pipeline.2: type 'Nope' is not "
      'registered in mmaction::transform'),
+    (['train_dataloader.sampler.type=Nope'], "error: train_dataloader."
+     "sampler: type 'Nope' is not registered in mmaction::data sampler"),
     (['train_dataloader.dataset.type=Nope'], "error: train_dataloader."
      "dataset: type 'Nope' is not registered in mmaction::dataset"),
     (['val_evaluator.type=Nope'], "error: val_evaluator: type 'Nope' is not "
