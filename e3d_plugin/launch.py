@@ -452,7 +452,8 @@ def dataset_configs(dataset):
     if isinstance(dataset.get('dataset'), dict):  # RepeatDataset & co.
         return dataset_configs(dataset['dataset'])
     if isinstance(dataset.get('datasets'), (list, tuple)):  # ConcatDataset
-        return [d for item in dataset['datasets'] for d in dataset_configs(item)]
+        return [config for item in dataset['datasets']
+                for config in dataset_configs(item)]
     return [dataset]
 
 
