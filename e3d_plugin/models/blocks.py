@@ -50,10 +50,35 @@ class StreamCache:
         self.new_state[key] = value
 
 
+def framewise(module, x):
+    """A ``ConvModule`` whose conv is ``1 x k x k`` (no temporal extent)
+    applied as a 2D conv to every frame: the same result, but PyTorch's CPU
+    kernels for 3D convs fall back to a slow path on one-frame inputs,
+    which a stream of single frames would hit at every step."""
+    conv = module.conv
+    n, c, t, h, w = x.shape
+    frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+    out = F.conv2d(frames, conv.weight[:, :, 0], conv.bias, conv.stride[1:],
+                   conv.padding[1:], conv.dilation[1:], conv.groups)
+    out = out.reshape((n, t) + out.shape[1:]).transpose(1, 2)
+    if module.with_norm:
+        out = module.norm(out)
+    if module.with_activation:
+        out = module.activate(out)
+    return out
+
+
 def run_layer(layer, x, cache):
-    """Apply ``layer`` to ``x``: as a stream where the layer keeps state."""
+    """Apply ``layer`` to a chunk of ``x``: as a stream where the layer
+    keeps state, frame by frame where it has no temporal extent."""
     stream = getattr(layer, 'stream', None)
-    return layer(x) if stream is None else stream(x, cache)
+    if stream is not None:
+        return stream(x, cache)
+    if (isinstance(layer, ConvModule) and layer.conv.weight.dim() == 5
+            and layer.conv.kernel_size[0] == 1
+            and layer.order == ('conv', 'norm', 'act')):
+        return framewise(layer, x)
+    return layer(x)
 
 
 class CausalConvModule(ConvModule):
