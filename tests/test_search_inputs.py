@@ -69,11 +69,15 @@ OPTION_CASES = [
     ('train_base=nope.py', 'train_base: no mmaction2 config at'),
     # malformed --cfg-options
     ('search.budgets', "--cfg-options: 'search.budgets' is not KEY=VALUE"),
-    ('=3', "--cfg-options: '=3' is not KEY=VALUE"),
-    ('search.budgets=[1,2', "--cfg-options: cannot parse "
-     "['search.budgets=[1,2']: Imbalanced brackets exist in [1,2"),
-    ('search.budgets.flops.x=1', "--cfg-options: cannot merge "
-     "{'search.budgets.flops.x': 1}"),
+    ('=3', "--cfg-options: empty key in ''=...; write KEY=VALUE"),
+    ('search.budgets=[1,2', "--cfg-options search.budgets: cannot read the "
+     "value '[1,2' (']' is missing)"),
+    ('search.budgets.flops.x=1', '--cfg-options search.budgets.flops.x: '
+     'search.budgets.flops is 40000000.0 (float), not a dict'),
+    ('a=f(1,2)', "--cfg-options: the config has no key 'a'; its keys are "),
+    ('serch.num_candidates=10', "--cfg-options: the config has no key "
+     "'serch'"),
+    ('a..b=1', '--cfg-options: '),
 ]
 
 

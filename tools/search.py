@@ -41,25 +41,13 @@ from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 def parse_args(argv=None):
     """Command-line arguments (a malformed one ends in one line, exit 2)."""
-    from mmengine.config import DictAction
-
-    class Options(DictAction):
-        """``--cfg-options`` whose syntax errors are one usage line."""
-
-        def __call__(self, parser, namespace, values, option_string=None):
-            for item in values:
-                if '=' not in item or not item.split('=', 1)[0].strip():
-                    parser.error(f'--cfg-options: {item!r} is not KEY=VALUE')
-            try:
-                super().__call__(parser, namespace, values, option_string)
-            except (AssertionError, ValueError, SyntaxError) as e:
-                parser.error(f'--cfg-options: cannot parse {values!r}: {e}')
+    from e3d_plugin.launch import CfgOptionsAction
 
     parser = _Parser(description='Training-free entropy search of E3D')
     parser.add_argument('config', help='search config file')
     parser.add_argument('--work-dir', help='where the results go')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=Options,
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
         help='override config settings, e.g. search.num_candidates=20000')
     parser.add_argument(
         '--resume', action='store_true',
@@ -76,17 +64,16 @@ def _load(path, cfg_options):
     from e3d_plugin.nas import SearchError
     try:
         cfg = load_config(path)
+        unknown = sorted({key.split('.')[0] for key in cfg_options or {}} -
+                         set(cfg.keys()))
+        if unknown:
+            # mmengine would add it silently: most likely a misspelt key
+            raise LaunchError(
+                f"--cfg-options: the config has no key '{unknown[0]}'; its "
+                f"keys are {', '.join(sorted(cfg.keys()))}")
+        return load_config(path, cfg_options) if cfg_options else cfg
     except LaunchError as e:
         raise SearchError(str(e)) from None
-    if cfg_options:
-        try:
-            cfg.merge_from_dict(cfg_options)
-        except Exception as e:  # mmengine raises several kinds
-            lines = str(e).strip().splitlines()
-            raise SearchError(
-                f'--cfg-options: cannot merge {cfg_options}: '
-                f"{lines[-1] if lines else type(e).__name__}") from None
-    return cfg
 
 
 def _plain(value):
@@ -126,7 +113,15 @@ def run(args):
     """Search (one config, or each member of a family) and write the
     results; return the summary dict."""
     import e3d_plugin.nas  # noqa: F401  (registers all)
-    cfg = _load(args.config, args.cfg_options)
+    cfg = _load(args.config, None)
+    options = args.cfg_options or {}
+    if cfg.get('family') is not None:
+        # the rest of a family's options are its members' (checked as they
+        # load)
+        options = {k: v for k, v in options.items()
+                   if k.startswith(('family', 'work_dir'))}
+    if options:
+        cfg = _load(args.config, options)
     work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     if cfg.get('family') is not None:
