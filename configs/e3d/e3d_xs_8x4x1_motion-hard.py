@@ -63,6 +63,9 @@ val_pipeline = [
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
+# What mmaction.apis.inference_recognizer runs on a video: the validation
+# clip (one centred clip, one centre crop).
+test_pipeline = val_pipeline
 
 train_dataloader = dict(
     batch_size=16,
