@@ -104,7 +104,7 @@ for run in sys.argv[2:]:
               f'{mode["clips_s"][first]["median"]:>10.1f}'
               f'{mode["clips_s"][second]["median"]:>10.1f}'
               f'{r["median"]:>8.2f} [{r["q1"]:.2f}..{r["q3"]:.2f}]'
-              f'{mode["gflops_ratio"]["median"]:>11.2f}  {verdict:<9}'
+              f'{mode["gflops_ratio"]["median"]:>11.2f}  {verdict:<10}'
               f'{" / ".join(shares):<30}')
 EOF
 echo "(total $((SECONDS - start)) s)"
