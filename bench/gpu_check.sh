@@ -76,7 +76,7 @@ import os
 import sys
 
 print(f'{"config":<34}{"mode":<6}{"E3D-M c/s":>10}{"X3D-M c/s":>10}'
-      f'{"ratio c/s [IQR]":>22}{"GF/s ratio":>11}  {"verdict":<9}'
+      f'{"ratio c/s [IQR]":>22}{"GF/s ratio":>11}  {"verdict":<10}'
       f'{"dw share E3D/X3D (of kernels)":<30}')
 for run in sys.argv[2:]:
     path = os.path.join(sys.argv[1], run + '.json')
