@@ -525,6 +525,16 @@ def measure(args, argv, progress=None):
     started = time.perf_counter()
     workers, ready = _interleave.start_workers(args.models, cmd_of, cwd=ROOT)
     progress(header(args, ready, load_before))
+    busy = int(load_before + 0.5)
+    if args.device == 'cpu' and busy and args.threads + busy > (
+            os.cpu_count() or 1):
+        # seen here: 2 threads beside a busy loop on a 2-core machine gave
+        # per-round ratios of 0.35..8.6; 1 thread on the free core 1.2..1.4
+        progress(f'note: load average {load_before:.2f} on '
+                 f'{os.cpu_count()} CPUs: {args.threads} threads per worker '
+                 'compete with other processes and the per-round ratios '
+                 'scatter; --threads set to the free cores gives steadier '
+                 'ones')
     try:
         modes = {}
         for mode in args.modes:
