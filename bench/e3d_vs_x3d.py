@@ -304,25 +304,10 @@ def write_bench_config(path, config, epochs=None, data_root=None):
 def read_iteration_times(run_dir):
     """The training iteration times (seconds, one per logged window) of an
     mmengine run in ``run_dir`` (its newest ``vis_data/scalars.json``)."""
-    found = []
-    if osp.isdir(run_dir):
-        for name in sorted(os.listdir(run_dir)):
-            path = osp.join(run_dir, name, 'vis_data', 'scalars.json')
-            if osp.isfile(path):
-                found.append(path)
-    if not found:
-        return []
-    times = []
-    with open(found[-1]) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            # training records carry the learning rate, validation ones not
-            if 'lr' in record and 'time' in record:
-                times.append(float(record['time']))
-    return times
+    from e3d_plugin.study import read_scalars
+    # training records carry the learning rate, validation ones not
+    return [float(record['time']) for record in read_scalars(run_dir)
+            if 'lr' in record and 'time' in record]
 
 
 def clips_per_second(times, batch_size):

@@ -3,7 +3,8 @@ does? Sample structures of a search space, train each with several seeds,
 correlate every proxy with the trained accuracy."""
 from .report import format_table, make_report, write_report
 from .results import append_result, finished_runs, read_results
-from .runner import PROXIES, RankStudy, read_accuracy, write_run_config
+from .runner import (PROXIES, RankStudy, read_accuracy, read_scalars,
+                     write_run_config)
 from .sampler import StudyError, build_searcher, sample_architectures
 from .stats import rank_correlation, top_k_overlap, trained_rank
 
@@ -11,4 +12,4 @@ __all__ = ['RankStudy', 'StudyError', 'PROXIES', 'build_searcher',
            'sample_architectures', 'rank_correlation', 'trained_rank',
            'top_k_overlap', 'append_result', 'read_results',
            'finished_runs', 'make_report', 'write_report', 'format_table',
-           'read_accuracy', 'write_run_config']
+           'read_accuracy', 'read_scalars', 'write_run_config']

@@ -89,10 +89,11 @@ def write_run_config(path, train_config, structure, seed):
     return path
 
 
-def read_accuracy(run_dir, metric='acc/top1'):
-    """Validation ``metric`` of an mmengine run: ``(values, epochs)`` read
-    from ``<run_dir>/<timestamp>/vis_data/scalars.json`` (the newest run),
-    empty lists when none was logged."""
+def read_scalars(run_dir):
+    """The records of mmengine's ``vis_data/scalars.json`` of the newest
+    run in ``run_dir`` (one dict per logged line; an empty list when none
+    was written; unreadable lines, e.g. a half-written last one, are
+    skipped)."""
     found = []
     if osp.isdir(run_dir):
         for name in sorted(os.listdir(run_dir)):
@@ -100,17 +101,26 @@ def read_accuracy(run_dir, metric='acc/top1'):
             if osp.isfile(path):
                 found.append(path)
     if not found:
-        return [], []
-    values, steps = [], []
+        return []
+    records = []
     with open(found[-1]) as f:
         for line in f:
             try:
-                record = json.loads(line)
+                records.append(json.loads(line))
             except ValueError:
                 continue
-            if metric in record:
-                values.append(float(record[metric]))
-                steps.append(record.get('step'))
+    return records
+
+
+def read_accuracy(run_dir, metric='acc/top1'):
+    """Validation ``metric`` of an mmengine run: ``(values, epochs)`` read
+    from ``<run_dir>/<timestamp>/vis_data/scalars.json`` (the newest run),
+    empty lists when none was logged."""
+    values, steps = [], []
+    for record in read_scalars(run_dir):
+        if metric in record:
+            values.append(float(record[metric]))
+            steps.append(record.get('step'))
     return values, steps
 
 
