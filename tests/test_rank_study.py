@@ -522,8 +522,8 @@ BAD_INPUTS = [
      # the searcher words this one; the study names the config
      'error: {search}: *'),
     (dict(extra=['--cfg-options', 'search.budgets.flops']),
-     "error: --cfg-options: 'search.budgets.flops' is not key=value (see "
-     '--help)'),
+     "error: --cfg-options: 'search.budgets.flops' is not KEY=VALUE (e.g. "
+     'train_cfg.max_epochs=5) (see --help)'),
     (dict(work_dir='{planned}', extra=['--num-archs', '5']),
      'error: work dir {planned} holds a rank study with num_archs 4, not 5; '
      'choose another --work-dir (or repeat its settings)'),

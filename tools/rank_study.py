@@ -32,25 +32,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 
-def _options_action():
-    """mmengine's ``DictAction`` that reports an item without ``=`` as a
-    usage error instead of a traceback."""
-    from mmengine.config import DictAction
-
-    class Options(DictAction):
-
-        def __call__(self, parser, namespace, values, option_string=None):
-            bad = [v for v in values if '=' not in v]
-            if bad:
-                parser.error(f'{option_string}: {bad[0]!r} is not key=value')
-            super().__call__(parser, namespace, values, option_string)
-
-    return Options
-
-
 def parse_args(argv=None):
     """Command-line arguments."""
-    DictAction = _options_action()
+    from e3d_plugin.launch import CfgOptionsAction
     parser = _Parser(description='Rank correlation of training-free '
                      'proxies with trained accuracy')
     parser.add_argument('config', help='search config (space and budgets)')
@@ -78,9 +62,9 @@ def parse_args(argv=None):
                         'result is recorded by default)')
     parser.add_argument('--metric', default='acc/top1',
                         help='validation metric (default acc/top1)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override search config settings')
-    parser.add_argument('--train-cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--train-cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override training config settings of every '
                         'run')
     return parser.parse_args(argv)

@@ -24,23 +24,25 @@ def _one_line(error):
 
 
 def load_config(config, cfg_options=None):
-    """An mmengine ``Config`` from a path (or a ``Config``), with clear
-    errors for a missing or unreadable file."""
+    """An mmengine ``Config`` from a path (or a ``Config``) with
+    ``cfg_options`` merged in, with the tools' clear errors for a missing
+    or unreadable file and for options that cannot land."""
     from mmengine.config import Config
-    if isinstance(config, Config):
-        cfg = config
-    else:
-        if not isinstance(config, (str, os.PathLike)) or not osp.isfile(
-                config):
-            raise DeployError(f"config file '{config}' does not exist")
-        try:
-            cfg = Config.fromfile(config)
-        except Exception as e:  # mmengine raises many kinds; name the file
-            raise DeployError(
-                f"cannot load config '{config}': {type(e).__name__}: "
-                f'{_one_line(e)}') from None
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+
+    from ..launch import LaunchError
+    from ..launch import load_config as load_checked
+    try:
+        if isinstance(config, Config):
+            cfg = config
+            if cfg_options:
+                cfg.merge_from_dict(cfg_options)
+        else:
+            if not isinstance(config, (str, os.PathLike)):
+                raise DeployError(
+                    f'config must be a path, got {type(config).__name__}')
+            cfg = load_checked(os.fspath(config), cfg_options or None)
+    except LaunchError as e:
+        raise DeployError(str(e)) from None
     model = cfg.get('model')
     if not model or model.get('backbone', {}).get('type') != 'E3D':
         raise DeployError(

@@ -33,7 +33,7 @@ from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 def parse_args(argv=None):
     """Command-line arguments."""
-    from mmengine.config import DictAction
+    from e3d_plugin.launch import CfgOptionsAction
     parser = _Parser(description='Export an E3D recognizer to ONNX and '
                      'check it with onnxruntime')
     parser.add_argument('config', help='an E3D mmaction2 config')
@@ -65,7 +65,7 @@ def parse_args(argv=None):
     parser.add_argument('--chunk', type=int, default=1,
                         help='frames per streaming step (--stream-out)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
         help='override config settings, key=value pairs')
     return parser.parse_args(argv)
 

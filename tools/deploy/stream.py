@@ -27,7 +27,7 @@ from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 def parse_args(argv=None):
     """Command-line arguments."""
-    from mmengine.config import DictAction
+    from e3d_plugin.launch import CfgOptionsAction
     parser = _Parser(description='Classify a video frame by frame with a '
                      'causal E3D recognizer')
     parser.add_argument('config', help='config of a causal E3D recognizer')
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     parser.add_argument('--label-map', help='class names, one per line')
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
         help='override config settings, key=value pairs')
     return parser.parse_args(argv)
 
