@@ -417,11 +417,11 @@ class Comparison:
             except LaunchError as e:
                 raise BenchError(f'{name}: {e}') from None
             batch_sizes[name] = int(cfg.train_dataloader.batch_size)
-        tmp = f'{settings_path}.tmp{os.getpid()}'
-        with open(tmp, 'w') as f:
-            # the seed count may grow on --resume: kept for --report-only
-            json.dump(dict(self.settings(), seeds=self.seeds), f, indent=1)
-        os.replace(tmp, settings_path)
+        # the seed count may grow on --resume: kept for --report-only
+        settings = dict(self.settings(), seeds=self.seeds)
+        from e3d_plugin.fileio import atomic_write
+        atomic_write(settings_path,
+                     lambda f: json.dump(settings, f, indent=1))
         return batch_sizes
 
     def runs(self):

@@ -66,6 +66,7 @@ import stat
 from typing import Iterable, NamedTuple, Optional
 
 from .checks import is_int, is_number, short_repr
+from .fileio import atomic_write
 from .presets import PRESETS, preset_path
 # The unit rules live in one place; they are re-exported here because this
 # is where a structure's fields are documented.
@@ -555,18 +556,8 @@ def save_structure(structure, path):
         structure, Structure) else structure.validate()
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(structure.to_json(indent=2) + '\n')
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    text = structure.to_json(indent=2) + '\n'
+    return atomic_write(path, lambda f: f.write(text))
 
 
 def resolve_structure(arch=None, structure=None, structure_file=None):

@@ -28,6 +28,7 @@ import os
 import os.path as osp
 import random
 
+from ..fileio import TEMPORARY_SUFFIX, atomic_write
 from ..structure import Structure, StructureError, save_structure
 from .evolution import Candidate, CurvePoint, SearchError, SearchState
 
@@ -38,7 +39,6 @@ FORMAT = 'e3d-search-checkpoint'
 VERSION = 2
 #: A search checkpoint is far smaller (256 members: about 200 kB).
 MAX_CHECKPOINT_BYTES = 256 * 1024 * 1024
-_TEMPORARY = '.tmp'
 
 
 class _Damaged(ValueError):
@@ -81,17 +81,7 @@ def write_checkpoint(work_dir, settings, state, elapsed_s, finished=False):
     text = (f'{{"format":"{FORMAT}","version":{VERSION},'
             f'"sha256":"{digest}","payload":{body}}}\n')
     path = checkpoint_path(work_dir)
-    tmp = f'{path}{_TEMPORARY}{os.getpid()}'
-    try:
-        with open(tmp, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(text), sync=True)
 
 
 def _int(value, what, low=0):
@@ -253,7 +243,7 @@ def remove_stale_temporaries(work_dir):
     """Delete checkpoint temporaries left by killed runs in ``work_dir``."""
     if not osp.isdir(work_dir):
         return
-    prefix = CHECKPOINT_NAME + _TEMPORARY
+    prefix = CHECKPOINT_NAME + TEMPORARY_SUFFIX
     for name in os.listdir(work_dir):
         if not name.startswith(prefix):
             continue

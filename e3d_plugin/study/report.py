@@ -19,6 +19,7 @@ import os.path as osp
 
 import numpy as np
 
+from ..fileio import atomic_write
 from .results import finished_runs
 from .stats import rank_correlation, top_k_overlap, trained_rank
 
@@ -262,10 +263,8 @@ def write_report(report, work_dir):
     os.makedirs(work_dir, exist_ok=True)
     paths = {ext: osp.join(work_dir, f'rank_study.{ext}')
              for ext in ('json', 'csv', 'png')}
-    tmp = paths['json'] + f'.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(_json_ready(report), f, indent=1, allow_nan=False)
-    os.replace(tmp, paths['json'])
+    atomic_write(paths['json'], lambda f: json.dump(
+        _json_ready(report), f, indent=1, allow_nan=False))
     write_csv(report, paths['csv'])
     plot_report(report, paths['png'])
     return paths

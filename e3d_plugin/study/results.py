@@ -8,6 +8,8 @@ drops (and cuts off the file, so that the next line starts clean).
 import json
 import os
 
+from ..fileio import atomic_write
+
 
 def append_result(path, record):
     """Append ``record`` (a JSON-ready dict) to ``path`` as one line."""
@@ -26,12 +28,7 @@ def _cut(path, keep):
     """Rewrite ``path`` with its first ``keep`` bytes (tmp + rename)."""
     with open(path, 'rb') as f:
         data = f.read(keep)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data), mode='wb', sync=True)
 
 
 def read_results(path, repair=True):

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 
+from ..fileio import atomic_write
 from .results import append_result, finished_runs, read_results
 from .sampler import StudyError, build_searcher, sample_architectures
 
@@ -302,10 +303,8 @@ class RankStudy:
             raise StudyError(f'{self.search_config}: {e}') from None
         self.plan = self._make_plan(cfg, setup, sample)
         os.makedirs(self.work_dir, exist_ok=True)
-        tmp = f'{self.plan_path}.tmp{os.getpid()}'
-        with open(tmp, 'w') as f:
-            json.dump(self.plan, f, indent=1)
-        os.replace(tmp, self.plan_path)
+        atomic_write(self.plan_path,
+                     lambda f: json.dump(self.plan, f, indent=1))
         for note in self.plan['notes']:
             self.log(f'note: {note}')
         return self.plan

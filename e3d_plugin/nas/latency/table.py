@@ -28,6 +28,7 @@ import os.path as osp
 import time
 
 from ...checks import check_bool, check_int, check_number
+from ...fileio import atomic_write
 from ...registry import LATENCY_PREDICTORS
 from ...structure import Block
 from ...units import ACT_CFGS, ACTIVATIONS, image_hw
@@ -183,18 +184,8 @@ class LatencyTable:
         data = dict(format=TABLE_FORMAT, version=TABLE_VERSION,
                     settings=self.settings, unit='ms per batch',
                     entries=dict(sorted(entries.items())))
-        tmp = f'{self.table_file}.tmp{os.getpid()}'
-        try:
-            with open(tmp, 'w') as f:
-                json.dump(data, f, indent=1)
-            os.replace(tmp, self.table_file)
-        except BaseException:
-            # a failed write (disk full, interrupt) leaves no tmp file behind
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(self.table_file,
+                     lambda f: json.dump(data, f, indent=1))
         self._unsaved = 0
 
     def __len__(self):
