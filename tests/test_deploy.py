@@ -1,5 +1,6 @@
 """ONNX export: parity with PyTorch for every preset and block kind, the
 streaming step with explicit state, and the deploy tools' clear errors."""
+import copy
 import os.path as osp
 
 import numpy as np
@@ -59,13 +60,30 @@ def export_and_compare(model, tmp_path, clip, name='model.onnx', **kwargs):
         arch, marks=pytest.mark.slow) for arch in sorted(PRESETS)
 ])
 def test_onnx_parity_every_preset(tmp_path, arch):
+    torch.manual_seed(0)
     model = recognizer(dict(arch=arch), get_preset(arch).out_channels,
                        head='X3DHead')
     result, largest = export_and_compare(model, tmp_path, (4, 32, 32))
     # logits of order 1 (random weights with measured norm statistics)
     assert largest > 0.3
-    assert result['max_abs_diff'] <= 1e-4
     assert result['same_top1'] and result['clips'] == 2
+    # 1e-4, or a few times PyTorch's own float32 error where that is larger:
+    # seen here, E3D-L (167 layers) at this clip: PyTorch float32 1.1e-4
+    # from float64, onnxruntime 2.0e-4, the two 2.5e-4 apart
+    assert result['max_abs_diff'] <= max(1e-4, 4 * float32_error(
+        model, random_clips((4, 32, 32), batch=1, count=2, seed=2)))
+    if arch != 'E3D-L':
+        assert result['max_abs_diff'] <= 1e-4
+
+
+def float32_error(model, clips):
+    """Largest abs difference of the logits between the model in float32
+    and in float64 on ``clips``: the rounding error of float32 itself."""
+    exact = RecognizerLogits(copy.deepcopy(model).double()).eval()
+    rounded = RecognizerLogits(model).eval()
+    with torch.no_grad():
+        return max(float((rounded(c).double() - exact(c.double())).abs().max())
+                   for c in clips)
 
 
 @pytest.mark.parametrize('kind,causal', [('conv', False), ('res', False),
