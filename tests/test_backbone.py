@@ -8,7 +8,9 @@ from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from e3d_plugin import get_preset
 from e3d_plugin.models import E3D, ResidualUnit
+from e3d_plugin.models.blocks import build_units
 from e3d_plugin.structure import StructureError, save_structure
 
 
@@ -270,3 +272,21 @@ def test_constructor_accepts_the_documented_forms(structure_of):
     assert model.out_indices == (4, ) and model.causal
     assert any(isinstance(m, nn.GroupNorm) for m in model.modules())
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+
+
+def test_argument_checks_draw_nothing_from_the_global_generator():
+    # the trial layers of the checks must not shift the weights a seed gives
+    from e3d_plugin.models.e3d import check_arguments
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    check_arguments(arch='E3D-XS')
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(0)
+    checked = E3D(arch='E3D-XS')
+    torch.manual_seed(0)
+    plain = torch.nn.ModuleList(
+        build_units(block, dict(type='Conv3d'), dict(type='BN3d'),
+                    dict(type='ReLU', inplace=True))
+        for block in get_preset('E3D-XS'))
+    for a, b in zip(checked.blocks.parameters(), plain.parameters()):
+        assert torch.equal(a, b)

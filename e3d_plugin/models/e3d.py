@@ -23,8 +23,6 @@ def _is_int(value):
 def _layer_check(name, cfg, build, optional=False):
     """Raise a one-line error unless ``cfg`` builds a layer that takes an
     ``(N, 8, T, H, W)`` tensor (so a 2D conv or norm is refused early)."""
-    from mmcv.cnn import (build_activation_layer, build_conv_layer,
-                          build_norm_layer)
     from mmengine.registry import MODELS as LAYERS
     if cfg is None and optional:
         return
@@ -37,12 +35,10 @@ def _layer_check(name, cfg, build, optional=False):
         raise ValueError(
             f'{name}: unknown layer type {layer_type!r}; use {what}')
     try:
-        if name == 'conv_cfg':
-            layer = build_conv_layer(cfg, 8, 8, (1, 1, 1))
-        elif name == 'norm_cfg':
-            layer = build_norm_layer(cfg, 8)[1]
-        else:
-            layer = build_activation_layer(cfg)
+        # the trial layer's init must not draw from the global generator:
+        # the backbone's weights under a seed stay what they were
+        with torch.random.fork_rng(devices=[]):
+            layer = _trial_layer(name, cfg)
         layer.eval()
         with torch.no_grad():
             layer(torch.zeros(1, 8, 1, 2, 2))
@@ -52,6 +48,16 @@ def _layer_check(name, cfg, build, optional=False):
             f'{name}={cfg!r} does not build a layer for 3D (NCTHW) features '
             f'({type(e).__name__}: {message[-1] if message else ""}); use '
             f'{what}') from None
+
+
+def _trial_layer(name, cfg):
+    from mmcv.cnn import (build_activation_layer, build_conv_layer,
+                          build_norm_layer)
+    if name == 'conv_cfg':
+        return build_conv_layer(cfg, 8, 8, (1, 1, 1))
+    if name == 'norm_cfg':
+        return build_norm_layer(cfg, 8)[1]
+    return build_activation_layer(cfg)
 
 
 def check_arguments(arch=None, structure=None, structure_file=None,
