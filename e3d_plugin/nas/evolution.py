@@ -33,13 +33,13 @@ extended on resume (start a new one with more candidates instead).
 """
 import heapq
 import inspect
-import math
 import numbers
 import random
 import sys
 import time
 from typing import NamedTuple
 
+from ..checks import is_int, is_number, short_repr
 from ..cost import compute_cost
 from ..registry import (SCORES, SEARCH_SPACES, SEARCHERS, UnknownTypeError,
                         build)
@@ -99,20 +99,6 @@ def _fmt(value):
         str(value))
 
 
-def _short(value, limit=60):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + '...'
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
 def check_config_types(section, cls, cfg):
     """Refuse a value whose type cannot be what ``cls``'s constructor
     default says (a string for a number or a flag, a number for a list or a
@@ -135,8 +121,8 @@ def check_config_types(section, cls, cfg):
             ok, what = isinstance(value, bool), 'True or False'
         elif isinstance(default, numbers.Real):
             # a number, or (image_size) a pair of them
-            ok = _is_number(value) or (isinstance(value, (list, tuple))
-                                       and all(map(_is_number, value)))
+            ok = is_number(value) or (isinstance(value, (list, tuple))
+                                       and all(map(is_number, value)))
             what = 'a finite number'
         elif isinstance(default, (list, tuple)):
             ok, what = isinstance(value, (list, tuple)), 'a list'
@@ -150,7 +136,7 @@ def check_config_types(section, cls, cfg):
             hint = ' (a boolean, not a string: write it without quotes)' if (
                 isinstance(default, bool) and isinstance(value, str)) else ''
             raise SearchError(f'{section}.{key} must be {what}{hint}, got '
-                              f'{_short(value)}')
+                              f'{short_repr(value)}')
 
 
 def _build_part(section, registry, cfg, needs):
@@ -173,7 +159,7 @@ def _build_part(section, registry, cfg, needs):
     if not hasattr(cfg, needs):
         raise SearchError(
             f'{section} must be a dict (a config with a type) or an object '
-            f'with {needs}, got {_short(cfg)}')
+            f'with {needs}, got {short_repr(cfg)}')
     return cfg
 
 
@@ -348,24 +334,24 @@ class EntropyEvolution:
                                  ('top_k', top_k, 1),
                                  ('checkpoint_interval', checkpoint_interval,
                                   0), ('log_interval', log_interval, 1)):
-            if not _is_int(value) or value < low:
+            if not is_int(value) or value < low:
                 raise SearchError(
                     f'search.{name} must be an integer >= {low}, got '
-                    f'{_short(value)}')
-        if not _is_number(crossover_prob) or not 0 <= crossover_prob <= 1:
+                    f'{short_repr(value)}')
+        if not is_number(crossover_prob) or not 0 <= crossover_prob <= 1:
             raise SearchError(
                 f'search.crossover_prob must be a number in [0, 1], got '
-                f'{_short(crossover_prob)}')
-        if not _is_int(seed):
+                f'{short_repr(crossover_prob)}')
+        if not is_int(seed):
             raise SearchError(
-                f'search.seed must be an integer, got {_short(seed)}')
+                f'search.seed must be an integer, got {short_repr(seed)}')
         if not isinstance(progress, bool):
             raise SearchError(
                 f'search.progress must be True or False, got '
-                f'{_short(progress)}')
+                f'{short_repr(progress)}')
         if work_dir is not None and not isinstance(work_dir, str):
             raise SearchError(
-                f'work_dir must be a path, got {_short(work_dir)}')
+                f'work_dir must be a path, got {short_repr(work_dir)}')
         self.score = _build_part('score', SCORES, score, '__call__')
         self.space = _build_part('space', SEARCH_SPACES, space, 'mutate')
         if 'latency' in self.budgets or latency is not None:
@@ -373,7 +359,7 @@ class EntropyEvolution:
                                             or hasattr(latency, 'predict')):
                 raise SearchError(
                     'search.latency must be a dict (a LatencyTable config) '
-                    f'or a predictor, got {_short(latency)}')
+                    f'or a predictor, got {short_repr(latency)}')
             self.latency = build_latency_predictor(latency)
         else:
             self.latency = None
@@ -392,7 +378,7 @@ class EntropyEvolution:
         if not isinstance(init_structure, (str, list, tuple)):
             raise SearchError(
                 'init_structure must be a preset name, a structure file or '
-                f'a list of block dicts, got {_short(init_structure)}')
+                f'a list of block dicts, got {short_repr(init_structure)}')
         try:
             structure = load_structure(init_structure)
         except StructureError as e:
@@ -415,7 +401,7 @@ class EntropyEvolution:
         if not isinstance(budgets, dict):
             raise SearchError(
                 'search.budgets must be a dict, e.g. dict(flops=5e9, '
-                f'layers=83), got {_short(budgets)}')
+                f'layers=83), got {short_repr(budgets)}')
         budgets = dict(budgets)
         unknown = sorted(str(k) for k in set(budgets) - set(BUDGET_KEYS))
         if unknown:
@@ -423,25 +409,25 @@ class EntropyEvolution:
                 f"unknown budget '{unknown[0]}'; budgets are "
                 f'{", ".join(BUDGET_KEYS)}')
         for key, value in budgets.items():
-            if not _is_number(value) or value <= 0:
+            if not is_number(value) or value <= 0:
                 raise SearchError(
                     f'search.budgets: budget {key} must be a positive, finite '
-                    f'number, got {_short(value)}')
+                    f'number, got {short_repr(value)}')
         return budgets
 
     def _check_clip(self, image_size, frames):
         if image_size is None:
             image_size = self.space.image_size
-        elif not (_is_int(image_size) and image_size > 0) and not (
+        elif not (is_int(image_size) and image_size > 0) and not (
                 isinstance(image_size, (list, tuple)) and len(image_size) == 2
-                and all(_is_int(v) and v > 0 for v in image_size)):
+                and all(is_int(v) and v > 0 for v in image_size)):
             raise SearchError(
                 'search.image_size must be a positive integer or a '
-                f'(height, width) pair of them, got {_short(image_size)}')
-        if frames is not None and not (_is_int(frames) and frames > 0):
+                f'(height, width) pair of them, got {short_repr(image_size)}')
+        if frames is not None and not (is_int(frames) and frames > 0):
             raise SearchError(
                 f'search.frames must be a positive integer, got '
-                f'{_short(frames)}')
+                f'{short_repr(frames)}')
         return image_size
 
     # ------------------------------------------------------------------
@@ -539,8 +525,8 @@ class EntropyEvolution:
         if difference is not None:
             key, saved, now = difference
             raise SearchError(
-                f'--resume: {key}: {_short(saved)} in the checkpoint, '
-                f'{_short(now)} now; resume with the settings of the '
+                f'--resume: {key}: {short_repr(saved)} in the checkpoint, '
+                f'{short_repr(now)} now; resume with the settings of the '
                 'checkpoint, or start a new search in another work dir')
         return state
 
