@@ -544,11 +544,26 @@ def load_config(path, cfg_options=None):
         raise LaunchError(
             f"cannot load config '{path}': {type(e).__name__}: "
             f'{message}') from None
+    return merge_cfg_options(cfg, cfg_options)
+
+
+def merge_cfg_options(cfg, cfg_options, known_keys_only=False):
+    """Merge ``--cfg-options`` into the loaded ``cfg`` and check the types
+    of its settings; :class:`LaunchError` with one line for an option that
+    cannot land or, with ``known_keys_only``, whose first key the config
+    lacks (mmengine would add it silently: most likely a misspelt key)."""
     if cfg_options:
         if not isinstance(cfg_options, dict):
             raise LaunchError(
                 '--cfg-options must be KEY=VALUE pairs, got '
                 f'{_short(cfg_options)}')
+        if known_keys_only:
+            unknown = sorted({str(key).split('.')[0] for key in cfg_options}
+                             - set(cfg.keys()))
+            if unknown:
+                raise LaunchError(
+                    f"--cfg-options: the config has no key '{unknown[0]}'; "
+                    f"its keys are {', '.join(sorted(cfg.keys()))}")
         _check_options(cfg, cfg_options)
         try:
             cfg.merge_from_dict(cfg_options)

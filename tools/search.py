@@ -58,20 +58,23 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _load(path, cfg_options):
-    """The config at ``path`` with ``cfg_options`` merged in."""
+def _load(path, cfg_options=None):
+    """The config at ``path`` with ``cfg_options`` merged in (a key the
+    config lacks is refused)."""
     from e3d_plugin.launch import LaunchError, load_config
     from e3d_plugin.nas import SearchError
     try:
-        cfg = load_config(path)
-        unknown = sorted({key.split('.')[0] for key in cfg_options or {}} -
-                         set(cfg.keys()))
-        if unknown:
-            # mmengine would add it silently: most likely a misspelt key
-            raise LaunchError(
-                f"--cfg-options: the config has no key '{unknown[0]}'; its "
-                f"keys are {', '.join(sorted(cfg.keys()))}")
-        return load_config(path, cfg_options) if cfg_options else cfg
+        return _merge(load_config(path), cfg_options)
+    except LaunchError as e:
+        raise SearchError(str(e)) from None
+
+
+def _merge(cfg, cfg_options):
+    """``cfg_options`` merged into the loaded ``cfg``, keys it has only."""
+    from e3d_plugin.launch import LaunchError, merge_cfg_options
+    from e3d_plugin.nas import SearchError
+    try:
+        return merge_cfg_options(cfg, cfg_options, known_keys_only=True)
     except LaunchError as e:
         raise SearchError(str(e)) from None
 
@@ -113,15 +116,14 @@ def run(args):
     """Search (one config, or each member of a family) and write the
     results; return the summary dict."""
     import e3d_plugin.nas  # noqa: F401  (registers all)
-    cfg = _load(args.config, None)
+    cfg = _load(args.config)
     options = args.cfg_options or {}
     if cfg.get('family') is not None:
         # the rest of a family's options are its members' (checked as they
         # load)
         options = {k: v for k, v in options.items()
                    if k.startswith(('family', 'work_dir'))}
-    if options:
-        cfg = _load(args.config, options)
+    cfg = _merge(cfg, options)
     work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     if cfg.get('family') is not None:
