@@ -29,13 +29,11 @@ def load_config(config, cfg_options=None):
     or unreadable file and for options that cannot land."""
     from mmengine.config import Config
 
-    from ..launch import LaunchError
+    from ..launch import LaunchError, merge_cfg_options
     from ..launch import load_config as load_checked
     try:
         if isinstance(config, Config):
-            cfg = config
-            if cfg_options:
-                cfg.merge_from_dict(cfg_options)
+            cfg = merge_cfg_options(config, cfg_options)
         else:
             if not isinstance(config, (str, os.PathLike)):
                 raise DeployError(
