@@ -1,22 +1,32 @@
 """Streaming cost of a causal E3D: milliseconds per new frame against the
-whole-clip time divided by the clip length, and the state's size.
+whole-clip time divided by the clip length, and the state's size, in
+PyTorch and in onnxruntime.
 
     python bench/stream_speed.py [--arch E3D-S] [--frames 13] [--size 160]
         [--chunk 1] [--rounds 10] [--device cpu|cuda] [--threads N]
+        [--runtime torch|onnxruntime|both]
 
-Each round times, one after the other (so that a load swing hits both):
-the causal backbone on a whole clip of ``--frames`` frames, and the same
-clip fed to ``stream_step`` ``--chunk`` frames at a time, the stream having
-run for a clip already (steady state). Reported: whole-clip ms per frame,
-streaming ms per new frame, their ratio per round (median, min..max; the
-target is at most 1.3), and the state's size. Eval mode, batch 1, fp32.
+Each round times, one after the other (so that a load swing hits all): the
+causal backbone on a whole clip of ``--frames`` frames, and the same clip
+fed ``--chunk`` frames at a time, the stream having run for a clip already
+(steady state); with ``onnxruntime`` the same pair as exported ONNX graphs
+(the whole backbone, and one streaming step with its state tensors as
+explicit inputs and outputs), run by onnxruntime. Reported per runtime:
+whole-clip ms per frame, streaming ms per new frame, their ratio per round
+(median, min..max; the target is at most 1.3), and the state's size; the
+streamed outputs are checked against the whole clip's. Eval mode, batch 1,
+fp32, random weights with random norm scales and shifts.
 """
 import argparse
 import os.path as osp
 import sys
+import tempfile
 import time
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+RUNTIMES = ('torch', 'onnxruntime', 'both')
 
 
 def parse_args(argv=None):
@@ -28,8 +38,126 @@ def parse_args(argv=None):
     parser.add_argument('--chunk', type=int, default=1)
     parser.add_argument('--rounds', type=int, default=10)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=0,
+                        help='threads of both runtimes (0: their default)')
+    parser.add_argument('--runtime', choices=RUNTIMES, default='both',
+                        help='onnxruntime needs pip install -e ".[deploy]" '
+                        '(default both: torch, and onnxruntime if installed)')
     return parser.parse_args(argv)
+
+
+def randomize_norms(model, seed=0):
+    """Norm scales in [0.5, 1.5] and shifts around 0, so that residual
+    branches (whose last norm starts at zero) carry signal."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(
+                    torch.rand(m.weight.shape, generator=generator) + .5)
+                m.bias.copy_(
+                    torch.randn(m.bias.shape, generator=generator) * .1)
+
+
+def torch_runners(model, clip, args):
+    """``(whole, stream, check)``: callables timing PyTorch, and the max
+    abs diff of streamed vs whole-clip outputs."""
+    import torch
+    cuda = args.device.startswith('cuda')
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        # a stream that has seen one clip: buffers full, as in steady state
+        _, warm_state = model.stream_step(clip, model.init_stream(1))
+        feats = []
+        state = model.init_stream(1)
+        for start in range(0, args.frames, args.chunk):
+            out, state = model.stream_step(
+                clip[:, :, start:start + args.chunk], state)
+            feats.append(out)
+        diff = float((torch.cat(feats, 2) - model(clip)).abs().max())
+
+    def whole():
+        with torch.no_grad():
+            model(clip)
+        sync()
+
+    def stream():
+        state = warm_state
+        with torch.no_grad():
+            for start in range(0, args.frames, args.chunk):
+                _, state = model.stream_step(
+                    clip[:, :, start:start + args.chunk], state)
+        sync()
+        return state
+
+    return whole, stream, diff, warm_state
+
+
+def ort_runners(model, clip, args, tmp):
+    """The same pair in onnxruntime: the backbone exported for the whole
+    clip and one streaming step of ``--chunk`` frames."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from e3d_plugin.deploy import StreamStepModule
+    model = model.cpu()
+    clip = clip.cpu()
+    size = tuple(clip.shape[3:])
+    state = model.init_stream(1, size)
+    keys = list(state)
+    whole_path = osp.join(tmp, 'whole.onnx')
+    step_path = osp.join(tmp, 'step.onnx')
+    names = [f'state.{k}' for k in keys]
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer's notes on shape checks and Python values
+        warnings.simplefilter('ignore')
+        torch.onnx.export(model, (clip, ), whole_path, input_names=['clip'],
+                          output_names=['feats'], opset_version=17,
+                          do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            StreamStepModule(model, keys).eval(),
+            (clip[:, :, :args.chunk], ) + tuple(state[k] for k in keys),
+            step_path, input_names=['frames'] + names,
+            output_names=['feats'] + [f'next.{k}' for k in keys],
+            opset_version=17, do_constant_folding=True, dynamo=False)
+    options = ort.SessionOptions()
+    if args.threads:
+        options.intra_op_num_threads = args.threads
+        options.inter_op_num_threads = 1
+    providers = ['CPUExecutionProvider']
+    whole_session = ort.InferenceSession(whole_path, options,
+                                         providers=providers)
+    step_session = ort.InferenceSession(step_path, options,
+                                        providers=providers)
+    frames = clip.numpy()
+    start_state = [state[k].numpy() for k in keys]
+
+    def run_stream(values):
+        outs = []
+        for start in range(0, args.frames, args.chunk):
+            feed = {'frames': frames[:, :, start:start + args.chunk]}
+            feed.update(zip(names, values))
+            out = step_session.run(None, feed)
+            outs.append(out[0])
+            values = out[1:]
+        return np.concatenate(outs, 2), values
+
+    def whole():
+        return whole_session.run(None, {'clip': frames})[0]
+
+    streamed, warm = run_stream(start_state)
+    diff = float(np.abs(streamed - whole()).max())
+
+    def stream():
+        run_stream(warm)
+
+    return whole, stream, diff
 
 
 def main(argv=None):
@@ -43,65 +171,80 @@ def main(argv=None):
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         print('error: --device cuda: CUDA is not available', file=sys.stderr)
         return 2
+    if args.frames % args.chunk:
+        print(f'error: --frames {args.frames} is not a multiple of --chunk '
+              f'{args.chunk}', file=sys.stderr)
+        return 2
+    runtimes = ['torch', 'onnxruntime'] if args.runtime == 'both' else [
+        args.runtime]
+    if 'onnxruntime' in runtimes:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            if args.runtime == 'onnxruntime':
+                print('error: --runtime onnxruntime needs pip install -e '
+                      '".[deploy]"', file=sys.stderr)
+                return 2
+            print('note: onnxruntime is not installed (pip install -e '
+                  '".[deploy]"): PyTorch only')
+            runtimes.remove('onnxruntime')
+        if args.device != 'cpu' and 'onnxruntime' in runtimes:
+            print('note: onnxruntime runs on the CPU here (CPU provider)')
     if args.threads:
         torch.set_num_threads(args.threads)
-    cuda = args.device.startswith('cuda')
-    model = E3D(arch=args.arch, causal=True).to(args.device).eval()
+    model = E3D(arch=args.arch, causal=True)
+    randomize_norms(model)
+    model = model.to(args.device).eval()
     torch.manual_seed(0)
     clip = torch.randn(1, 3, args.frames, args.size, args.size,
                        device=args.device)
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
-
-    def whole():
-        model(clip)
-
-    with torch.no_grad():
-        # a stream that has seen one clip: buffers full, as in steady state
-        _, warm_state = model.stream_step(clip, model.init_stream(1))
-
-        def stream():
-            state = warm_state
-            for start in range(0, args.frames, args.chunk):
-                _, state = model.stream_step(
-                    clip[:, :, start:start + args.chunk], state)
-            return state
-
+    runners = {}
+    diffs = {}
+    whole, stream, diffs['torch'], warm_state = torch_runners(
+        model, clip, args)
+    if 'torch' in runtimes:
+        runners['torch'] = (whole, stream)
+    with tempfile.TemporaryDirectory() as tmp:
+        if 'onnxruntime' in runtimes:
+            whole, stream, diffs['onnxruntime'] = ort_runners(
+                model, clip, args, tmp)
+            runners['onnxruntime'] = (whole, stream)
         for _ in range(2):
-            whole()
-            stream()
-        sync()
-        per_whole, per_stream = [], []
+            for pair in runners.values():
+                for run in pair:
+                    run()
+        times = {name: ([], []) for name in runners}
         for _ in range(args.rounds):
-            begin = time.perf_counter()
-            whole()
-            sync()
-            per_whole.append(
-                (time.perf_counter() - begin) * 1e3 / args.frames)
-            begin = time.perf_counter()
-            state = stream()
-            sync()
-            per_stream.append(
-                (time.perf_counter() - begin) * 1e3 / args.frames)
-        # streamed outputs equal the whole clip's (a check of the figures)
-        feats, _ = model.stream_step(clip, model.init_stream(1))
-        diff = float((feats - model(clip)).abs().max())
-    ratio = [s / w for s, w in zip(per_stream, per_whole)]
-    w, s, r = summarize(per_whole), summarize(per_stream), summarize(ratio)
+            for name, pair in runners.items():
+                for run, bucket in zip(pair, times[name]):
+                    begin = time.perf_counter()
+                    run()
+                    bucket.append(
+                        (time.perf_counter() - begin) * 1e3 / args.frames)
     print(f'{args.arch} causal, {args.frames}x{args.size}x{args.size}, '
           f'chunk {args.chunk}, device {args.device}, torch '
-          f'{torch.__version__}, threads {torch.get_num_threads()}, '
+          f'{torch.__version__}, threads {args.threads or "default"}, '
           f'{args.rounds} alternating rounds')
-    print(f"whole clip / T: {w['median']:.2f} ms per frame "
-          f"({w['min']:.2f}..{w['max']:.2f})")
-    print(f"streaming: {s['median']:.2f} ms per new frame "
-          f"({s['min']:.2f}..{s['max']:.2f})")
-    print(f"ratio streaming / (whole / T) per round: {r['median']:.2f} "
-          f"({r['min']:.2f}..{r['max']:.2f}); target <= 1.3")
-    print(f'state: {len(state)} tensors, {state_nbytes(state) / 1024:.1f} '
-          f'KB; stream vs whole clip max abs diff {diff:.2g}')
+    for name, (per_whole, per_stream) in times.items():
+        ratio = [s / w for s, w in zip(per_stream, per_whole)]
+        w, s, r = (summarize(per_whole), summarize(per_stream),
+                   summarize(ratio))
+        print(f"[{name}] whole clip / T: {w['median']:.2f} ms per frame "
+              f"({w['min']:.2f}..{w['max']:.2f}); streaming: "
+              f"{s['median']:.2f} ms per new frame "
+              f"({s['min']:.2f}..{s['max']:.2f})")
+        print(f"[{name}] ratio streaming / (whole / T) per round: "
+              f"{r['median']:.2f} ({r['min']:.2f}..{r['max']:.2f}); target "
+              f"<= 1.3; stream vs whole clip max abs diff "
+              f"{diffs[name]:.2g}")
+    if len(times) == 2:
+        t_stream, o_stream = times['torch'][1], times['onnxruntime'][1]
+        ratio = summarize([o / t for o, t in zip(o_stream, t_stream)])
+        print(f"onnxruntime / PyTorch streaming time per round: "
+              f"{ratio['median']:.2f} ({ratio['min']:.2f}..{ratio['max']:.2f})")
+    print(f'state: {len(warm_state)} tensors, '
+          f'{state_nbytes(warm_state) / 1024:.1f} KB')
     return 0
 
 
