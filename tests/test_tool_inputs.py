@@ -302,6 +302,12 @@ def test_check_data_loader_not_a_dict():
      "type: 'Nope' is not registered in optimizer (e.g. 'SGD', 'AdamW')"),
     (['param_scheduler.0.type=Nope'], "error: param_scheduler.0.type: 'Nope'"
      ' is not registered in parameter scheduler'),
+    # mmengine builds the schedulers only inside Runner.train()
+    (['param_scheduler.0.T_maxx=3'], 'error: param_scheduler.0: '
+     'LinearParamScheduler.__init__() got an unexpected keyword argument '
+     "'T_maxx'"),
+    (['param_scheduler.0.start_factor=-5'], 'error: param_scheduler.0: '
+     'Starting multiplicative factor should between 0 and 1.'),
     (['val_dataloader=None'], 'error: cannot build the runner: '
      'val_dataloader, val_cfg, and val_evaluator should be either all None '
      'or not None'),
