@@ -116,6 +116,13 @@ MAX_LITERAL_CHARS = 64 * 1024
 #: ``{'best_structures': [[{...}]]}``); checked before parsing, so a file
 #: nested thousands of levels deep costs a scan, not a crash of the parser.
 MAX_NESTING = 32
+#: Upper bounds of a block's fields, far above any video network's (E3D-L:
+#: widths up to a few thousand, kernels up to 5, at most a dozen units a
+#: block), so that a mistyped or hostile value is refused in one line
+#: instead of a cost walk or a build that never ends.
+MAX_WIDTH = 1 << 16
+MAX_KERNEL = 63
+MAX_DEPTH = 1024
 
 
 def _label(kind):
@@ -242,11 +249,19 @@ def check_block(block, index=0):
             raise StructureError(
                 f"{where}: field '{key}' must be a positive integer width, "
                 f'got {short_repr(value)}')
+        if value > MAX_WIDTH:
+            raise StructureError(
+                f"{where}: field '{key}' is {value}, more than the "
+                f'{MAX_WIDTH} channels a block may have')
     for key, value in (('k', block.kernel), ('kt', block.kernel_t)):
         if not is_int(value) or value < 1 or value % 2 == 0:
             raise StructureError(
                 f"{where}: field '{key}' must be an odd positive kernel size "
                 f'(1, 3, 5, ...), got {short_repr(value)}')
+        if value > MAX_KERNEL:
+            raise StructureError(
+                f"{where}: field '{key}' is {value}, larger than the largest "
+                f'kernel a block may have ({MAX_KERNEL})')
     if not is_int(block.stride) or block.stride not in (1, 2):
         raise StructureError(
             f"{where}: field 's' (spatial stride) must be 1 or 2, got "
@@ -255,6 +270,10 @@ def check_block(block, index=0):
         raise StructureError(
             f"{where}: field 'L' (number of units) must be an integer >= 1, "
             f'got {short_repr(block.depth)}')
+    if block.depth > MAX_DEPTH:
+        raise StructureError(
+            f"{where}: field 'L' is {block.depth}, more than the {MAX_DEPTH} "
+            'units a block may have')
     se = block.se
     if not is_number(se) or not 0 <= se <= 1:
         raise StructureError(

@@ -99,11 +99,11 @@ SPACE_CASES = [
      'or a (height, width) pair of positive integers, got [224]'),
     (dict(frames=NAN), SPACE + 'frames must be an integer >= 1, got nan'),
     (dict(kernels=3), SPACE + 'kernels must be a non-empty list of (kt, k) '
-     'pairs of odd positive integers, got 3'),
+     'pairs of odd integers in 1..63, got 3'),
     (dict(kernels=[3, 5]), SPACE + 'kernels must be a list of (kt, k) pairs '
-     'of odd positive integers (3 is not one), got [3, 5]'),
+     'of odd integers in 1..63 (3 is not one), got [3, 5]'),
     (dict(kernels=[(1, 4)]), SPACE + 'kernels must be a list of (kt, k) '
-     'pairs of odd positive integers ((1, 4) is not one)'),
+     'pairs of odd integers in 1..63 ((1, 4) is not one)'),
     (dict(kernels=[(1, 3.0)]), SPACE + 'kernels must be a list of (kt, k) '
      'pairs'),
     (dict(kernels=[(True, 3)]), SPACE + 'kernels must be a list of (kt, k) '
@@ -137,19 +137,24 @@ SPACE_CASES = [
     (dict(kinds=['dwbtn', 'sep']), SPACE + 'kinds must be a list of block '
      "kinds (conv, res, btn, dwbtn) ('sep' is not one)"),
     (dict(kinds=[['dwbtn']]), SPACE + 'kinds must be a list of block kinds'),
-    (dict(max_width='640'), SPACE + "max_width must be an integer >= 8, got "
-     "'640'"),
-    (dict(max_width=640.0), SPACE + 'max_width must be an integer >= 8, got '
-     '640.0'),
-    (dict(max_width=4), SPACE + 'max_width must be an integer >= 8, got 4'),
+    (dict(max_width='640'), SPACE + "max_width must be an integer in [8, "
+     "65536], got '640'"),
+    (dict(max_width=640.0), SPACE + 'max_width must be an integer in [8, '
+     '65536], got 640.0'),
+    (dict(max_width=4), SPACE + 'max_width must be an integer in [8, 65536], '
+     'got 4'),
+    (dict(max_width=10**6), SPACE + 'max_width must be an integer in [8, '
+     '65536], got 1000000'),
     (dict(max_stem_width=None), SPACE + 'max_stem_width must be an integer '
-     '>= 8, got None'),
-    (dict(max_first_depth=0), SPACE + 'max_first_depth must be an integer >='
-     ' 1, got 0'),
-    (dict(max_depth=True), SPACE + 'max_depth must be an integer >= 1 or '
-     'None, got True'),
-    (dict(max_depth=INF), SPACE + 'max_depth must be an integer >= 1 or '
-     'None, got inf'),
+     'in [8, 65536], got None'),
+    (dict(max_first_depth=0), SPACE + 'max_first_depth must be an integer in'
+     ' [1, 1024], got 0'),
+    (dict(max_depth=True), SPACE + 'max_depth must be an integer in [1, 1024]'
+     ' or None, got True'),
+    (dict(max_depth=INF), SPACE + 'max_depth must be an integer in [1, 1024]'
+     ' or None, got inf'),
+    (dict(max_depth=5000), SPACE + 'max_depth must be an integer in [1, 1024]'
+     ' or None, got 5000'),
     (dict(width_divisor=0), SPACE + 'width_divisor must be an integer >= 1, '
      'got 0'),
     (dict(width_divisor=8.0), SPACE + 'width_divisor must be an integer >= '

@@ -53,6 +53,13 @@ def with_change(index, **fields):
     (0, {'btn': 8}, "block 0 (conv): field 'btn' only applies to btn and "
      'dwbtn blocks'),
     (1, {'bogus': 1}, "block 1: unknown field 'bogus'"),
+    # limits far above any network, so a huge value is not walked or built
+    (1, {'L': 10**9}, "block 1 (dwbtn): field 'L' is 1000000000, more than "
+     'the 1024 units a block may have'),
+    (1, {'btn': 1 << 20}, "block 1 (dwbtn): field 'btn' is 1048576, more "
+     'than the 65536 channels a block may have'),
+    (1, {'k': 65}, "block 1 (dwbtn): field 'k' is 65, larger than the "
+     'largest kernel a block may have (63)'),
 ])
 def test_every_validation_error(index, fields, message):
     with pytest.raises(StructureError) as info:

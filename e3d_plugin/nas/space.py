@@ -37,7 +37,8 @@ order, skipping NamedTuple's slow keyword ``__new__``.
 """
 from ..checks import check_int, check_list, check_number, image_hw, is_int
 from ..registry import SEARCH_SPACES
-from ..structure import Block, Structure, StructureError
+from ..structure import (MAX_DEPTH, MAX_KERNEL, MAX_WIDTH, Block, Structure,
+                         StructureError)
 from ..units import BOTTLENECK_KINDS, KINDS, iter_units
 
 _new_block = tuple.__new__  # Block(...) without NamedTuple's slow __new__
@@ -137,7 +138,8 @@ class E3DSearchSpace:
 
         def kernel(value):
             if not isinstance(value, (list, tuple)) or len(value) != 2 or any(
-                    not is_int(v) or v < 1 or v % 2 == 0 for v in value):
+                    not is_int(v) or not 1 <= v <= MAX_KERNEL or v % 2 == 0
+                    for v in value):
                 raise ValueError(value)
             return int(value[0]), int(value[1])
 
@@ -155,7 +157,7 @@ class E3DSearchSpace:
         self.frames = check_int(name, 'frames', args['frames'], low=1)
         self.kernels = check_list(
             name, 'kernels', args['kernels'], kernel,
-            '(kt, k) pairs of odd positive integers')
+            f'(kt, k) pairs of odd integers in 1..{MAX_KERNEL}')
         self.width_multipliers = check_list(
             name, 'width_multipliers', args['width_multipliers'],
             lambda m: check_number(name, 'width_multipliers', m,
@@ -174,14 +176,16 @@ class E3DSearchSpace:
         self.width_divisor = check_int(name, 'width_divisor',
                                        args['width_divisor'], low=1)
         self.max_width = check_int(name, 'max_width', args['max_width'],
-                                   low=self.width_divisor)
+                                   low=self.width_divisor, high=MAX_WIDTH)
         self.max_stem_width = check_int(name, 'max_stem_width',
                                         args['max_stem_width'],
-                                        low=self.width_divisor)
+                                        low=self.width_divisor,
+                                        high=MAX_WIDTH)
         self.max_first_depth = check_int(name, 'max_first_depth',
-                                         args['max_first_depth'], low=1)
+                                         args['max_first_depth'], low=1,
+                                         high=MAX_DEPTH)
         self.max_depth = check_int(name, 'max_depth', args['max_depth'],
-                                   low=1, allow_none=True)
+                                   low=1, high=MAX_DEPTH, allow_none=True)
         self.kernel_margin = check_number(name, 'kernel_margin',
                                           args['kernel_margin'],
                                           positive=True)
@@ -358,8 +362,8 @@ class E3DSearchSpace:
             new = depth + step
             if new < 1:
                 new = 1
-            if cap is not None and new > cap:
-                new = cap
+            if new > (MAX_DEPTH if cap is None else cap):
+                new = MAX_DEPTH if cap is None else cap  # a file's limit
             if new != depth:
                 options.append(new)
         if not options:
