@@ -18,6 +18,7 @@ streamed outputs are checked against the whole clip's. Eval mode, batch 1,
 fp32, random weights with random norm scales and shifts.
 """
 import argparse
+import copy
 import os.path as osp
 import sys
 import tempfile
@@ -106,7 +107,7 @@ def ort_runners(model, clip, args, tmp):
     import torch
 
     from e3d_plugin.deploy import StreamStepModule
-    model = model.cpu()
+    model = copy.deepcopy(model).cpu()  # the PyTorch runs keep their device
     clip = clip.cpu()
     size = tuple(clip.shape[3:])
     state = model.init_stream(1, size)
