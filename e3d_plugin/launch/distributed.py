@@ -92,10 +92,13 @@ def run_or_report(step):
 
     The process group is destroyed at the end: a gloo group left alive at
     interpreter exit can abort the process ("terminate called without an
-    active exception") after the work is done.
+    active exception") after the work is done. After a normal end the ranks
+    first wait for each other, so that no rank tears its connections down
+    while another is still in a collective of the run's last steps.
     """
     try:
         step()
+        wait_for_ranks()
     except VideoDecodeError as e:
         lines = [line for line in str(e).splitlines() if line.strip()]
         message = lines[-1] if lines else repr(e)
@@ -106,6 +109,14 @@ def run_or_report(step):
     finally:
         end_distributed()
     return 0
+
+
+def wait_for_ranks():
+    """A barrier of all ranks, where a process group of several exists."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized() and (
+            dist.get_world_size() > 1):
+        dist.barrier()
 
 
 def end_distributed():
