@@ -62,39 +62,37 @@ def randomize_norms(model, seed=0):
 
 
 def torch_runners(model, clip, args):
-    """``(whole, stream, check)``: callables timing PyTorch, and the max
-    abs diff of streamed vs whole-clip outputs."""
+    """``(whole, stream, diff, warm_state)``: callables timing PyTorch, the
+    max abs diff of streamed vs whole-clip outputs, and the state after a
+    clip."""
     import torch
     cuda = args.device.startswith('cuda')
 
-    def sync():
+    def run_stream(state):
+        feats = []
+        with torch.no_grad():
+            for start in range(0, args.frames, args.chunk):
+                out, state = model.stream_step(
+                    clip[:, :, start:start + args.chunk], state)
+                feats.append(out)
         if cuda:
             torch.cuda.synchronize()
-
-    with torch.no_grad():
-        # a stream that has seen one clip: buffers full, as in steady state
-        _, warm_state = model.stream_step(clip, model.init_stream(1))
-        feats = []
-        state = model.init_stream(1)
-        for start in range(0, args.frames, args.chunk):
-            out, state = model.stream_step(
-                clip[:, :, start:start + args.chunk], state)
-            feats.append(out)
-        diff = float((torch.cat(feats, 2) - model(clip)).abs().max())
+        return feats, state
 
     def whole():
         with torch.no_grad():
-            model(clip)
-        sync()
+            out = model(clip)
+        if cuda:
+            torch.cuda.synchronize()
+        return out
+
+    # from a fresh start; the state it leaves is the steady state (buffers
+    # full) the timed stream starts from
+    feats, warm_state = run_stream(model.init_stream(1))
+    diff = float((torch.cat(feats, 2) - whole()).abs().max())
 
     def stream():
-        state = warm_state
-        with torch.no_grad():
-            for start in range(0, args.frames, args.chunk):
-                _, state = model.stream_step(
-                    clip[:, :, start:start + args.chunk], state)
-        sync()
-        return state
+        run_stream(warm_state)
 
     return whole, stream, diff, warm_state
 
@@ -103,10 +101,9 @@ def ort_runners(model, clip, args, tmp):
     """The same pair in onnxruntime: the backbone exported for the whole
     clip and one streaming step of ``--chunk`` frames."""
     import numpy as np
-    import onnxruntime as ort
     import torch
 
-    from e3d_plugin.deploy import StreamStepModule
+    from e3d_plugin.deploy import StreamStepModule, ort_session
     model = copy.deepcopy(model).cpu()  # the PyTorch runs keep their device
     clip = clip.cpu()
     size = tuple(clip.shape[3:])
@@ -127,15 +124,8 @@ def ort_runners(model, clip, args, tmp):
             step_path, input_names=['frames'] + names,
             output_names=['feats'] + [f'next.{k}' for k in keys],
             opset_version=17, do_constant_folding=True, dynamo=False)
-    options = ort.SessionOptions()
-    if args.threads:
-        options.intra_op_num_threads = args.threads
-        options.inter_op_num_threads = 1
-    providers = ['CPUExecutionProvider']
-    whole_session = ort.InferenceSession(whole_path, options,
-                                         providers=providers)
-    step_session = ort.InferenceSession(step_path, options,
-                                        providers=providers)
+    whole_session = ort_session(whole_path, args.threads)
+    step_session = ort_session(step_path, args.threads)
     frames = clip.numpy()
     start_state = [state[k].numpy() for k in keys]
 

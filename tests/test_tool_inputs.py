@@ -566,3 +566,28 @@ def test_setup_distributed_on_cpu(monkeypatch):
         end_distributed()
     assert not dist.is_initialized()
     assert setup_distributed(Config(dict()), 'none') is False
+
+
+def test_scheduler_trial_build_leaves_several_optimizers_to_mmengine():
+    """The trial build of the schedulers needs one optimizer; with an
+    ``OptimWrapperDict`` (several) it leaves them to mmengine, and with one
+    it never touches the real optimizer's learning rate."""
+    from types import SimpleNamespace
+
+    from mmengine.optim import OptimWrapper, OptimWrapperDict
+    from mmengine.runner import Runner
+
+    from e3d_plugin.launch.runner import _try_schedulers
+    schedulers = [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
+                       begin=0, end=10)]
+    sgd = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    several = OptimWrapperDict(a=OptimWrapper(sgd))
+    assert _try_schedulers(SimpleNamespace(optim_wrapper=several),
+                           dict(param_scheduler=schedulers)) is None
+    runner = SimpleNamespace(optim_wrapper=OptimWrapper(sgd),
+                             _train_loop=None, train_dataloader=[0] * 5)
+    runner._build_param_scheduler = (
+        lambda s, o: Runner._build_param_scheduler(runner, s, o))
+    _try_schedulers(runner, dict(param_scheduler=schedulers))
+    assert sgd.param_groups[0]['lr'] == 0.1
+    assert 'initial_lr' not in sgd.param_groups[0]

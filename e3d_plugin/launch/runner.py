@@ -142,10 +142,10 @@ def _try_schedulers(runner, cfg):
     import copy
 
     import torch
-    from mmengine.optim import OptimWrapper
+    from mmengine.optim import OptimWrapper, OptimWrapperDict
     schedulers = cfg.get('param_scheduler')
     optim_wrapper = runner.optim_wrapper
-    if not schedulers or type(optim_wrapper) is not OptimWrapper and (
+    if not schedulers or isinstance(optim_wrapper, OptimWrapperDict) or (
             not isinstance(optim_wrapper, OptimWrapper)):
         return
     optimizer = optim_wrapper.optimizer
@@ -158,7 +158,8 @@ def _try_schedulers(runner, cfg):
         stand_in = OptimWrapper(type(optimizer)(groups))
     except Exception:  # an optimizer that cannot be rebuilt this way
         return
-    runner._build_param_scheduler(copy.deepcopy(schedulers), stand_in)
+    # it copies each scheduler config before filling in defaults
+    runner._build_param_scheduler(schedulers, stand_in)
 
 
 def _check_head_width(model):

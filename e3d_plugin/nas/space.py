@@ -357,13 +357,11 @@ class E3DSearchSpace:
     def _mutate_depth(self, blocks, index, layout, rng):
         kind, cin, out, k, kt, s, depth, btn, se, act = blocks[index]
         cap = layout.depth_caps[index]
+        if cap is None:
+            cap = MAX_DEPTH  # no max_depth: a structure file's limit
         options = []
         for step in self.depth_steps:
-            new = depth + step
-            if new < 1:
-                new = 1
-            if new > (MAX_DEPTH if cap is None else cap):
-                new = MAX_DEPTH if cap is None else cap  # a file's limit
+            new = min(max(depth + step, 1), cap)
             if new != depth:
                 options.append(new)
         if not options:
