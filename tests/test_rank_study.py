@@ -429,8 +429,8 @@ def test_a_killed_run_is_recorded_and_retried_alone(fake_setup, monkeypatch):
     assert len(trained) == 8 and len(called(fake_setup)) == 8
     failed = [r for r in trained if r['status'] != 'done']
     assert [(r['arch'], r['seed'], r['reason']) for r in failed] == [
-        ('a01', 1, 'killed by signal 9')]
-    assert study.failed() == [('a01', 1, 'killed by signal 9')]
+        ('a01', 1, 'killed by signal 9 (SIGKILL)')]
+    assert study.failed() == [('a01', 1, 'killed by signal 9 (SIGKILL)')]
     report = study.report(write=False)
     assert report['runs_done'] == 7
     assert report['seed_ceiling']['n'] == 3  # a01 lacks seed 1
@@ -446,7 +446,7 @@ def test_gpus_run_one_training_per_device_at_once(fake_setup, monkeypatch):
     devices = fake_setup['tmp'] / 'devices.txt'
     monkeypatch.setenv('CALLS', str(fake_setup['calls']))
     monkeypatch.setenv('DEVICES', str(devices))
-    study = fake_setup['study']('gpus', gpus=2)
+    study = fake_setup['study']('gpus', queue=dict(gpus=2))
     study.prepare()
     assert all(r['status'] == 'done' for r in study.train())
     rows = [line.split() for line in devices.read_text().splitlines()]
@@ -465,10 +465,11 @@ def test_gpus_run_one_training_per_device_at_once(fake_setup, monkeypatch):
 def test_first_run_failing_stops_the_study(fake_setup, monkeypatch):
     monkeypatch.setenv('CALLS', str(fake_setup['calls']))
     monkeypatch.setenv('KILL_RUN', 'a00_seed0')
-    study = fake_setup['study']('first_fails')
+    study = fake_setup['study']('first_fails', queue=dict(jobs=1))
     study.prepare()
     with pytest.raises(StudyError, match=r'the first run failed \(killed '
-                       r'by signal 9\); see .*a00_seed0/train.log'):
+                       r'by signal 9 \(SIGKILL\)\); see .*a00_seed0/'
+                       r'train.log'):
         study.train()
     assert called(fake_setup) == ['a00_seed0']
 
@@ -536,7 +537,34 @@ BAD_INPUTS = [
      'without it to start one'),
     (dict(extra=['--gpus', '1']),
      'error: --gpus 1: this machine has 0 CUDA devices; lower --gpus (0 '
-     'trains on the default device)'),
+     'trains on the CPU)'),
+    # the run queue's options
+    (dict(extra=['--jobs', '0']), 'error: --jobs must be an integer >= 1, '
+     'got 0'),
+    (dict(extra=['--jobs', '5000']), 'error: --jobs 5000 is more than this '
+     'queue starts (at most 1024)'),
+    (dict(extra=['--threads', '-1']), 'error: --threads must be an integer '
+     '>= 1, got -1'),
+    (dict(extra=['--gpus', '-2']), 'error: --gpus must be an integer >= 0, '
+     'got -2'),
+    (dict(extra=['--gpus', '1', '--runs-per-gpu', '0']),
+     'error: --runs-per-gpu must be an integer >= 1, got 0'),
+    (dict(extra=['--runs-per-gpu', '2']), 'error: --runs-per-gpu goes with '
+     '--gpus G (the runs on each of G GPUs)'),
+    (dict(extra=['--gpus', '1', '--jobs', '2']), 'error: --jobs and --gpus: '
+     'give one; with --gpus G the queue runs --runs-per-gpu runs on each GPU'),
+    (dict(extra=['--launcher', 'foo']), 'error: --launcher must be one of '
+     "local, slurm, got 'foo'"),
+    (dict(extra=['--launcher', 'slurm']), 'error: --launcher slurm needs '
+     '--partition NAME'),
+    (dict(extra=['--partition', 'gpu']), 'error: --partition goes with '
+     '--launcher slurm'),
+    (dict(extra=['--launcher', 'slurm', '--partition', 'p',
+                 '--cpus-per-task', '0']),
+     'error: --cpus-per-task must be an integer >= 1, got 0'),
+    (dict(extra=['--launcher', 'slurm', '--partition', 'p', '--gpus', '2']),
+     'error: --gpus / --runs-per-gpu are for local GPUs; with --launcher '
+     'slurm give --gpus-per-task and --jobs'),
 ]
 
 
@@ -544,7 +572,8 @@ BAD_INPUTS = [
 def test_tool_bad_inputs_one_line_exit_2(case, message, tool_inputs,
                                          capsys):
     import torch
-    if '--gpus' in case.get('extra', []) and torch.cuda.is_available():
+    if case.get('extra', [None])[:2] == ['--gpus', '1'] and len(
+            case['extra']) == 2 and torch.cuda.is_available():
         pytest.skip('a CUDA machine has GPUs to run on')
     values = dict(tool_inputs, search=SEARCH_XS,
                   work=str(tool_inputs['tmp'] / 'work'))

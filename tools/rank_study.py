@@ -2,8 +2,11 @@
 
     python tools/rank_study.py SEARCH_CONFIG --train-config TRAIN_CONFIG
         [--num-archs N] [--seeds S] [--work-dir DIR] [--resume]
-        [--report-only] [--gpus G] [--seed N] [--num-candidates N]
+        [--report-only] [--seed N] [--num-candidates N]
         [--metric NAME] [--keep-checkpoints]
+        [--jobs J] [--threads T] [--gpus G [--runs-per-gpu K]]
+        [--launcher slurm --partition P [--gpus-per-task N]
+         [--cpus-per-task N] [--srun-args "..."]] [--no-frame-cache]
         [--cfg-options k=v ...] [--train-cfg-options k=v ...]
 
 Draws N distinct structures of SEARCH_CONFIG's space within its budgets
@@ -11,7 +14,9 @@ Draws N distinct structures of SEARCH_CONFIG's space within its budgets
 always the search's best and its starting structure), trains each with
 TRAIN_CONFIG (an mmaction2 config with an ``E3D`` backbone; the backbone's
 structure and the head's ``in_channels`` are replaced) for S seeds, each run
-in its own ``tools/train.py`` process, and reports Kendall tau and Spearman
+in its own training process (``python -m e3d_plugin.launch.train``, on the
+run queue of :mod:`e3d_plugin.study.queue`: on CPU one single-threaded run
+per core at once by default), and reports Kendall tau and Spearman
 rho of every proxy (STEntr-Score, STEntr-Score without refinement, FLOPs,
 params, layers, RandomScore) against the mean final validation top-1, with
 bootstrap intervals, for the whole sample and the near-budget band, next to
@@ -32,6 +37,43 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 
+def add_queue_arguments(parser):
+    """The run queue's options (see :mod:`e3d_plugin.study.queue`)."""
+    group = parser.add_argument_group('where runs go')
+    group.add_argument('--jobs', type=int,
+                       help='runs at once on CPU or through slurm (default: '
+                       'one per CPU core; 1 through slurm)')
+    group.add_argument('--threads', type=int,
+                       help='intra-op threads of each run (default 1 on CPU)')
+    group.add_argument('--gpus', type=int, default=0,
+                       help='spread runs over GPUs 0..G-1 (default 0: CPU)')
+    group.add_argument('--runs-per-gpu', type=int,
+                       help='runs at once on each GPU (default 1)')
+    group.add_argument('--launcher', default='local',
+                       help='local (default) or slurm (each run through '
+                       'srun)')
+    group.add_argument('--partition', help='slurm partition (srun -p)')
+    group.add_argument('--gpus-per-task', type=int,
+                       help='GPUs of each slurm run (default 1)')
+    group.add_argument('--cpus-per-task', type=int,
+                       help='CPUs of each slurm run (default 5)')
+    group.add_argument('--srun-args',
+                       help='more srun options, one string')
+    group.add_argument('--no-frame-cache', action='store_true',
+                       help='decode the videos in every run (default: each '
+                       'video once, into WORK_DIR/frame_cache)')
+
+
+def queue_options(args):
+    """The :class:`~e3d_plugin.study.queue.RunQueue` arguments of the
+    parsed command line."""
+    return dict(jobs=args.jobs, threads=args.threads, gpus=args.gpus,
+                runs_per_gpu=args.runs_per_gpu, launcher=args.launcher,
+                partition=args.partition, gpus_per_task=args.gpus_per_task,
+                cpus_per_task=args.cpus_per_task, srun_args=args.srun_args,
+                frame_cache=not args.no_frame_cache)
+
+
 def parse_args(argv=None):
     """Command-line arguments."""
     from e3d_plugin.launch import CfgOptionsAction
@@ -49,9 +91,7 @@ def parse_args(argv=None):
                         help='continue the study in the work dir')
     parser.add_argument('--report-only', action='store_true',
                         help='only remake the report from the results')
-    parser.add_argument('--gpus', type=int, default=0,
-                        help='trainings at once, one per GPU (default 0: '
-                        'one at a time on the default device)')
+    add_queue_arguments(parser)
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the sample and the random baseline')
     parser.add_argument('--num-candidates', type=int,
@@ -79,21 +119,22 @@ def main(argv=None):
         './work_dirs',
         'rank_study_' + osp.splitext(osp.basename(args.config))[0])
     try:
-        if args.gpus:
+        study = RankStudy(
+            args.config, args.train_config, work_dir,
+            num_archs=args.num_archs, seeds=args.seeds, seed=args.seed,
+            cfg_options=args.cfg_options,
+            train_cfg_options=args.train_cfg_options,
+            queue=queue_options(args),
+            resume=args.resume, metric=args.metric,
+            num_candidates=args.num_candidates,
+            keep_checkpoints=args.keep_checkpoints)
+        if args.gpus and not args.report_only:
             import torch
             available = torch.cuda.device_count()
             if available < args.gpus:
                 raise StudyError(
                     f'--gpus {args.gpus}: this machine has {available} CUDA '
-                    'devices; lower --gpus (0 trains on the default device)')
-        study = RankStudy(
-            args.config, args.train_config, work_dir,
-            num_archs=args.num_archs, seeds=args.seeds, seed=args.seed,
-            cfg_options=args.cfg_options,
-            train_cfg_options=args.train_cfg_options, gpus=args.gpus,
-            resume=args.resume, metric=args.metric,
-            num_candidates=args.num_candidates,
-            keep_checkpoints=args.keep_checkpoints)
+                    'devices; lower --gpus (0 trains on the CPU)')
         study.prepare(report_only=args.report_only)
         if not args.report_only:
             study.train()

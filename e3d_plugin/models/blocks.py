@@ -18,6 +18,7 @@ from mmcv.cnn import ConvModule, build_activation_layer
 
 from ..structure import se_width
 from ..units import ACT_CFGS as _ACTIVATIONS, BOTTLENECK_KINDS
+from . import depthwise  # noqa: F401  (registers DepthwiseConv3d)
 
 
 def unit_act_cfg(act, act_cfg):
@@ -110,9 +111,19 @@ class CausalConvModule(ConvModule):
         return super().forward(x)
 
 
+def _depthwise_cfg(conv_cfg):
+    """The conv config of a depthwise conv: :class:`DepthwiseConv3d` (same
+    forward, fast CPU backward) where ``conv_cfg`` is plain ``Conv3d``."""
+    if conv_cfg is None or conv_cfg.get('type') in ('Conv3d', nn.Conv3d):
+        return dict(conv_cfg or {}, type='DepthwiseConv3d')
+    return conv_cfg
+
+
 def _conv(cin, cout, kernel_t, kernel, stride, conv_cfg, norm_cfg, act_cfg,
-          groups=1, causal=False):
+          groups=1, causal=False, fast_depthwise=False):
     causal = causal and kernel_t > 1
+    if fast_depthwise and groups > 1 and groups == cin == cout:
+        conv_cfg = _depthwise_cfg(conv_cfg)
     kwargs = dict(
         kernel_size=(kernel_t, kernel, kernel),
         stride=(1, stride, stride),
@@ -214,7 +225,7 @@ class ResidualUnit(nn.Module):
 
     def __init__(self, kind, in_channels, out_channels, kernel, kernel_t,
                  stride, conv_cfg, norm_cfg, act_cfg, bottleneck=0, se=0.0,
-                 with_cp=False, causal=False):
+                 with_cp=False, causal=False, fast_depthwise=False):
         super().__init__()
         self.kind = kind
         self.with_cp = with_cp
@@ -235,7 +246,7 @@ class ResidualUnit(nn.Module):
             convs.append(
                 _conv(bottleneck, bottleneck, kernel_t, kernel, stride,
                       conv_cfg, norm_cfg, None if se else act_cfg, groups,
-                      causal=causal))
+                      causal=causal, fast_depthwise=fast_depthwise))
             se_channels = bottleneck
         else:
             raise ValueError(f'ResidualUnit does not build {kind!r} units')
@@ -319,9 +330,11 @@ def stream_state_shapes(unit, batch_size, height, width):
 
 
 def build_units(block, conv_cfg, norm_cfg, act_cfg, with_cp=False,
-                causal=False):
+                causal=False, fast_depthwise=False):
     """An ``nn.Sequential`` of the ``block.depth`` units of one block;
-    ``causal`` units see only the past in time (see the module doc)."""
+    ``causal`` units see only the past in time (see the module doc);
+    ``fast_depthwise`` builds the depthwise convs of ``dwbtn`` units as
+    :class:`~e3d_plugin.models.depthwise.DepthwiseConv3d`."""
     act_cfg = unit_act_cfg(block.act, act_cfg)
     units = []
     for index in range(block.depth):
@@ -345,6 +358,7 @@ def build_units(block, conv_cfg, norm_cfg, act_cfg, with_cp=False,
                     block.kind,
                     bottleneck=block.bottleneck,
                     se=block.se,
+                    fast_depthwise=fast_depthwise,
                     **kwargs))
     return nn.Sequential(*units)
 

@@ -1,6 +1,9 @@
 """Rank study: does a training-free proxy rank architectures as training
 does? Sample structures of a search space, train each with several seeds,
-correlate every proxy with the trained accuracy."""
+correlate every proxy with the trained accuracy. The run queue
+(:mod:`e3d_plugin.study.queue`) trains the runs of every study."""
+from .queue import (Run, RunQueue, check_queue_options, failure_reason,
+                    read_iteration_times)
 from .report import format_table, make_report, write_report
 from .results import append_result, finished_runs, read_results
 from .runner import (PROXIES, RankStudy, read_accuracy, read_scalars,
@@ -12,4 +15,6 @@ __all__ = ['RankStudy', 'StudyError', 'PROXIES', 'build_searcher',
            'sample_architectures', 'rank_correlation', 'trained_rank',
            'top_k_overlap', 'append_result', 'read_results',
            'finished_runs', 'make_report', 'write_report', 'format_table',
-           'read_accuracy', 'read_scalars', 'write_run_config']
+           'read_accuracy', 'read_scalars', 'write_run_config', 'Run',
+           'RunQueue', 'check_queue_options', 'failure_reason',
+           'read_iteration_times']

@@ -67,12 +67,13 @@ def read_results(path, repair=True):
     return records, notes
 
 
-def finished_runs(records):
-    """``{(arch, seed): record}`` of the runs whose latest record is
-    ``done``."""
+def finished_runs(records, fields=('arch', 'seed')):
+    """``{key: record}`` of the runs whose latest record is ``done``; a
+    run's key is the tuple of its ``fields`` (``(arch, seed)`` by
+    default)."""
     latest = {}
     for record in records:
-        key = (record.get('arch'), record.get('seed'))
+        key = tuple(record.get(field) for field in fields)
         latest[key] = record
     return {key: record for key, record in latest.items()
             if record.get('status') == 'done'}

@@ -1,0 +1,170 @@
+"""A depthwise 3D convolution whose CPU backward is fast.
+
+On CPU, PyTorch's backward of a depthwise ``Conv3d`` (``groups`` equal to the
+channels) runs a generic grouped-convolution path that costs 10-25x the
+forward: in a training step of E3D-XS at 8x40x40 it took about 60 % of the
+step (``bench/study_speed.py --profile``). :class:`DepthwiseConv3d` keeps the
+forward of ``nn.Conv3d`` and computes the two gradients (of the input and of
+the weight) with loops compiled by numba over the channels-last layout,
+where the innermost loop runs over contiguous channels.
+
+It is used only where it applies: a CPU float32 tensor, a depthwise conv
+with no dilation, gradients being recorded, numba importable, and not while
+tracing or exporting. Everywhere else (GPU, inference, ONNX export, other
+dtypes) it is ``nn.Conv3d`` itself. Its parameters and state-dict keys are
+those of ``nn.Conv3d``, so checkpoints load either way.
+
+The gradients are the same sums as PyTorch's, in another order (float32
+rounding differs by about 1e-6 relative; tested against
+``torch.ops.aten.convolution_backward``).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+
+try:  # numba is optional: without it the layer is nn.Conv3d
+    import numba
+    import numpy as np
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    numba = None
+
+
+def numba_available():
+    """Whether the fast backward can run (numba is installed)."""
+    return numba is not None
+
+
+if numba is not None:
+
+    @numba.njit(cache=True, nogil=True)
+    def _grad_weight(x, g, kt, kh, kw, st, sh, sw, pt, ph, pw):
+        """Weight gradient ``(kt, kh, kw, C)`` of a depthwise conv from the
+        input ``x`` ``(N, T, H, W, C)`` and the output gradient ``g``
+        ``(N, To, Ho, Wo, C)``."""
+        n_, t_, h_, w_, c_ = x.shape
+        to_, ho_, wo_ = g.shape[1], g.shape[2], g.shape[3]
+        out = np.zeros((kt, kh, kw, c_), dtype=np.float32)
+        for n in range(n_):
+            for to in range(to_):
+                for a in range(kt):
+                    ti = to * st + a - pt
+                    if ti < 0 or ti >= t_:
+                        continue
+                    for ho in range(ho_):
+                        for b in range(kh):
+                            hi = ho * sh + b - ph
+                            if hi < 0 or hi >= h_:
+                                continue
+                            for wo in range(wo_):
+                                for d in range(kw):
+                                    wi = wo * sw + d - pw
+                                    if wi < 0 or wi >= w_:
+                                        continue
+                                    for c in range(c_):
+                                        out[a, b, d, c] += (
+                                            x[n, ti, hi, wi, c] *
+                                            g[n, to, ho, wo, c])
+        return out
+
+    @numba.njit(cache=True, nogil=True)
+    def _grad_input(g, w, t_, h_, w_, st, sh, sw, pt, ph, pw):
+        """Input gradient ``(N, T, H, W, C)`` of a depthwise conv from the
+        output gradient ``g`` ``(N, To, Ho, Wo, C)`` and the weight ``w``
+        ``(kt, kh, kw, C)``."""
+        n_, to_, ho_, wo_, c_ = g.shape
+        kt, kh, kw = w.shape[0], w.shape[1], w.shape[2]
+        out = np.zeros((n_, t_, h_, w_, c_), dtype=np.float32)
+        for n in range(n_):
+            for to in range(to_):
+                for a in range(kt):
+                    ti = to * st + a - pt
+                    if ti < 0 or ti >= t_:
+                        continue
+                    for ho in range(ho_):
+                        for b in range(kh):
+                            hi = ho * sh + b - ph
+                            if hi < 0 or hi >= h_:
+                                continue
+                            for wo in range(wo_):
+                                for d in range(kw):
+                                    wi = wo * sw + d - pw
+                                    if wi < 0 or wi >= w_:
+                                        continue
+                                    for c in range(c_):
+                                        out[n, ti, hi, wi, c] += (
+                                            w[a, b, d, c] *
+                                            g[n, to, ho, wo, c])
+        return out
+
+
+def _channels_last(t):
+    """``t`` (N, C, T, H, W) as a contiguous (N, T, H, W, C) numpy array
+    (no copy when ``t`` is already in ``channels_last_3d``)."""
+    return t.detach().permute(0, 2, 3, 4, 1).contiguous().numpy()
+
+
+class _DepthwiseConv3dFunction(torch.autograd.Function):
+    """``F.conv3d`` forward, numba backward (depthwise, no bias)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        return F.conv3d(x, weight, None, stride, padding, 1, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding = ctx.stride, ctx.padding
+        g = _channels_last(grad)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            w = weight.detach()[:, 0].permute(1, 2, 3, 0).contiguous()
+            out = _grad_input(g, w.numpy(), x.shape[2], x.shape[3],
+                              x.shape[4], *stride, *padding)
+            grad_x = torch.from_numpy(out).permute(0, 4, 1, 2, 3)
+            if x.is_contiguous():
+                grad_x = grad_x.contiguous()
+        if ctx.needs_input_grad[1]:
+            out = _grad_weight(_channels_last(x), g, *weight.shape[2:],
+                               *stride, *padding)
+            grad_w = torch.from_numpy(out).permute(3, 0, 1, 2).unsqueeze(1)
+            grad_w = grad_w.contiguous(
+                memory_format=torch.channels_last_3d
+                if weight.is_contiguous(memory_format=torch.channels_last_3d)
+                and not weight.is_contiguous() else torch.contiguous_format)
+        return grad_x, grad_w, None, None
+
+
+@MODELS.register_module('DepthwiseConv3d')
+class DepthwiseConv3d(nn.Conv3d):
+    """``nn.Conv3d`` with a fast CPU backward where it is depthwise (see the
+    module docstring); same arguments, parameters and outputs."""
+
+    def fast_path(self, x):
+        """Whether this call takes the numba backward."""
+        return (numba is not None and self.bias is None
+                and self.groups == self.in_channels == self.out_channels
+                and self.weight.shape[1] == 1
+                and self.dilation == (1, 1, 1)
+                and self.padding_mode == 'zeros'
+                and isinstance(self.padding, tuple)
+                and x.device.type == 'cpu' and x.dtype == torch.float32
+                and self.weight.dtype == torch.float32
+                and torch.is_grad_enabled()
+                and (x.requires_grad or self.weight.requires_grad)
+                and not torch.jit.is_tracing()
+                and not torch.jit.is_scripting()
+                and not torch.onnx.is_in_onnx_export())
+
+    def forward(self, x):
+        """The convolution; the numba backward where :meth:`fast_path`."""
+        if self.fast_path(x):
+            return _DepthwiseConv3dFunction.apply(x, self.weight,
+                                                  tuple(self.stride),
+                                                  tuple(self.padding))
+        return super().forward(x)
+
+
+__all__ = ['DepthwiseConv3d', 'numba_available']
