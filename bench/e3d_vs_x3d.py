@@ -96,17 +96,17 @@ def _rooted(path):
 def load_search_space(search_config=SEARCH_CONFIG):
     """``(space, template, budgets, image_size, frames)`` of a search
     config: its :class:`~e3d_plugin.nas.E3DSearchSpace`, its starting
-    structure (the skeleton samples take), its budgets and clip."""
+    structure (the skeleton samples take), its budgets and clip, as the
+    search builds them (:func:`~e3d_plugin.nas.build_search`: the clip is
+    ``search.image_size`` / ``search.frames`` when given, else the
+    space's)."""
     from mmengine.config import Config
 
-    import e3d_plugin.nas  # noqa: F401  (registers the search space)
-    from e3d_plugin.registry import SEARCH_SPACES, build
-    from e3d_plugin.structure import load_structure
+    from e3d_plugin.nas import build_search
     cfg = Config.fromfile(_rooted(search_config))
-    space = build(SEARCH_SPACES, cfg.space.to_dict())
-    budgets = dict(cfg.search.budgets)
-    return (space, load_structure(cfg.init_structure), budgets,
-            space.image_size, space.frames)
+    built = build_search(cfg, progress=False)
+    return (built.space, built.init_structure, built.budgets,
+            built.image_size, built.frames)
 
 
 def draw_random_structure(search_config=SEARCH_CONFIG,

@@ -1,4 +1,5 @@
 """Training-free architecture search: scores, search space, searcher."""
+from .builder import SearchBuild, build_search
 from .evolution import (BUDGET_KEYS, Candidate, EntropyEvolution,
                         SearchError)
 from .latency import LatencyError, LatencyTable
@@ -9,4 +10,4 @@ from .space import E3DSearchSpace
 __all__ = ['STEntrScore', 'RandomScore', 'refinement_factor',
            'E3DSearchSpace', 'EntropyEvolution', 'SearchError',
            'BUDGET_KEYS', 'LatencyTable', 'LatencyError', 'Candidate',
-           'write_results']
+           'write_results', 'build_search', 'SearchBuild']

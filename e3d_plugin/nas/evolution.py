@@ -37,61 +37,18 @@ import numbers
 import random
 import sys
 import time
-from typing import NamedTuple
 
 from ..checks import is_int, is_number, short_repr
 from ..cost import compute_cost
 from ..registry import (SCORES, SEARCH_SPACES, SEARCHERS, UnknownTypeError,
                         build)
-from ..structure import Structure, StructureError, load_structure
+from ..structure import StructureError, load_structure
 from .latency import build_latency_predictor
+from .results import (check_new_search, checkpoint_path, read_checkpoint,
+                      remove_stale_temporaries, write_checkpoint)
+from .state import Candidate, CurvePoint, SearchError, SearchState
 
 BUDGET_KEYS = ('flops', 'params', 'layers', 'latency')
-
-
-class SearchError(ValueError):
-    """A search cannot run as configured (budget, checkpoint, config)."""
-
-
-class Candidate(NamedTuple):
-    """A member of the population. Ordered by ``score``, then by ``order``
-    (the admission count, unique), so a heap never compares structures."""
-
-    score: float
-    order: int
-    structure: Structure
-    cost: dict
-
-
-class CurvePoint(NamedTuple):
-    """The population after ``done`` candidates: best and median score."""
-
-    done: int
-    best: float
-    median: float
-
-
-class SearchState:
-    """Everything a run changes, and so everything a checkpoint holds.
-
-    ``population`` is a min-heap of :class:`Candidate` (its list order
-    matters: parents are drawn by index); ``members`` the set of its
-    structures; ``rng`` the search's ``random.Random``.
-    """
-
-    __slots__ = ('done', 'order', 'population', 'members', 'best', 'curve',
-                 'rng', 'elapsed_s')
-
-    def __init__(self, done, order, population, best, curve, rng,
-                 elapsed_s=0.0):
-        self.done = done
-        self.order = order
-        self.population = population
-        self.members = {candidate.structure for candidate in population}
-        self.best = best
-        self.curve = curve
-        self.rng = rng
-        self.elapsed_s = elapsed_s
 
 
 def _fmt(value):
@@ -513,13 +470,11 @@ class EntropyEvolution:
 
     def checkpoint_path(self):
         """Where this search's checkpoint lives (None without work_dir)."""
-        from .results import checkpoint_path
         return checkpoint_path(self.work_dir) if self.work_dir else None
 
     def load_checkpoint(self):
         """The saved state, after checking that the checkpoint's settings
         are this search's; :class:`SearchError` (one line) otherwise."""
-        from .results import read_checkpoint
         settings, state = read_checkpoint(self.work_dir)
         difference = first_difference(settings, self.settings())
         if difference is not None:
@@ -603,7 +558,6 @@ class EntropyEvolution:
         find every unit the population was judged with)."""
         if not self.work_dir:
             return
-        from .results import write_checkpoint
         if self.latency is not None and hasattr(self.latency, 'save'):
             self.latency.save()
         write_checkpoint(self.work_dir, self.settings(), state, elapsed_s,
@@ -627,7 +581,6 @@ class EntropyEvolution:
         (refused if any defining setting differs). Without, a work dir
         holding an unfinished search is refused rather than overwritten.
         """
-        from .results import check_new_search, remove_stale_temporaries
         if self.work_dir:
             remove_stale_temporaries(self.work_dir)
         if resume:

@@ -30,7 +30,7 @@ import random
 
 from ..fileio import TEMPORARY_SUFFIX, atomic_write
 from ..structure import Structure, StructureError, save_structure
-from .evolution import Candidate, CurvePoint, SearchError, SearchState
+from .state import Candidate, CurvePoint, SearchError, SearchState
 
 CHECKPOINT_NAME = 'search_checkpoint.json'
 #: The pickle checkpoint of earlier versions: never read (it could run code).

@@ -20,6 +20,7 @@ import os.path as osp
 import numpy as np
 
 from ..fileio import atomic_write
+from .proxies import PROXIES
 from .results import finished_runs
 from .stats import rank_correlation, top_k_overlap, trained_rank
 
@@ -61,7 +62,6 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=()):
         ``runs_done``, ``settings``, ``budgets``, ``band_flops`` and
         ``notes``.
     """
-    from .runner import PROXIES
     acc = _accuracies(plan, records)
     seeds = plan['settings']['seeds']
     archs = []
@@ -189,7 +189,6 @@ def format_table(report):
 
 def write_csv(report, path):
     """One row per architecture: role, band, proxies, accuracy per seed."""
-    from .runner import PROXIES
     seeds = report['settings']['seeds']
     fields = ['id', 'role', 'in_band', *PROXIES]
     for seed in range(seeds):

@@ -22,6 +22,7 @@ import sys
 import time
 
 from ..fileio import atomic_write
+from .proxies import PROXIES
 from .results import append_result, finished_runs, read_results
 from .sampler import StudyError, build_searcher, sample_architectures
 
@@ -29,9 +30,6 @@ PLAN_NAME = 'study_plan.json'
 RESULTS_NAME = 'results.jsonl'
 PLAN_FORMAT = 'e3d-rank-study'
 PLAN_VERSION = 1
-#: Proxies every architecture is ranked by, in report order.
-PROXIES = ('stentr_score', 'stentr_score_norefine', 'flops', 'params',
-           'layers', 'random_score')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN_TOOL = osp.join(ROOT, 'tools', 'train.py')
 

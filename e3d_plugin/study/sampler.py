@@ -22,7 +22,7 @@ import math
 import random
 
 from ..cost import compute_cost
-from ..registry import SCORES, SEARCHERS, build
+from ..nas import build_search
 
 
 class StudyError(ValueError):
@@ -36,7 +36,8 @@ SAMPLED_BUDGETS = ('flops', 'params', 'layers')
 class SearchSetup:
     """What a rank study takes from a search config: the searcher (run once
     for its best structure), the space, the STEntr-Score, the starting
-    structure, the budgets and the clip size of the cost."""
+    structure, the budgets and the clip size of the cost (the fields of
+    :class:`~e3d_plugin.nas.SearchBuild`)."""
 
     def __init__(self, searcher, space, score, init_structure, budgets,
                  image_size, frames):
@@ -50,12 +51,10 @@ class SearchSetup:
 
 
 def build_searcher(cfg, num_candidates=None):
-    """The :class:`SearchSetup` of a loaded search config; the searcher is
-    built as ``tools/search.py`` builds it, without a work dir or progress
-    bar."""
-    import e3d_plugin.nas  # noqa: F401  (registers the search classes)
-    from e3d_plugin.registry import SEARCH_SPACES
-    from e3d_plugin.structure import load_structure
+    """The :class:`SearchSetup` of a loaded search config: what
+    :func:`~e3d_plugin.nas.build_search` builds (as ``tools/search.py``
+    builds it), without a work dir or progress bar. A rank study measures
+    STEntrScore and refuses a latency budget."""
     for key in ('init_structure', 'score', 'space', 'search'):
         if cfg.get(key) is None:
             raise StudyError(
@@ -66,27 +65,14 @@ def build_searcher(cfg, num_candidates=None):
         raise StudyError(
             f"the search config's score is {score.get('type')!r}; a rank "
             'study measures STEntrScore, set score.type to STEntrScore')
-    search = dict(cfg.search.to_dict())
-    search.setdefault('type', 'EntropyEvolution')
-    budgets = dict(search.get('budgets') or {})
+    budgets = dict(cfg.search.to_dict().get('budgets') or {})
     if 'latency' in budgets:
         raise StudyError(
             'search.budgets.latency: a rank study samples thousands of '
             'structures and cannot time them all; use a search config with '
             'flops / params / layers budgets only')
-    if num_candidates is not None:
-        search['num_candidates'] = int(num_candidates)
-    init = cfg.init_structure
-    if not isinstance(init, str):
-        init = [dict(block) for block in init]
-    searcher = build(SEARCHERS, search, score=score,
-                     space=cfg.space.to_dict(), init_structure=init,
-                     progress=False)
-    space = build(SEARCH_SPACES, cfg.space.to_dict())
-    return SearchSetup(
-        searcher, space, build(SCORES, score), load_structure(init),
-        budgets, search.get('image_size') or space.image_size,
-        int(search.get('frames') or space.frames))
+    built = build_search(cfg, num_candidates=num_candidates, progress=False)
+    return SearchSetup(**built._asdict())
 
 
 class _Pool:
