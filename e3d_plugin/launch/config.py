@@ -41,7 +41,28 @@ def load_config(path, cfg_options=None):
         raise LaunchError(
             f"cannot load config '{path}': {type(e).__name__}: "
             f'{message}') from None
-    return merge_cfg_options(cfg, cfg_options)
+    cfg = merge_cfg_options(cfg, cfg_options)
+    if cfg_options and any(str(key).split('.')[0] == 'custom_imports'
+                           for key in cfg_options):
+        _import_custom_modules(cfg)
+    return cfg
+
+
+def _import_custom_modules(cfg):
+    """Import ``custom_imports`` given by ``--cfg-options``: mmengine
+    imports a config's own ones only while reading the file."""
+    from mmengine.utils import import_modules_from_strings
+    custom = cfg.get('custom_imports')
+    if not isinstance(custom, dict):
+        raise LaunchError('--cfg-options: custom_imports must be a dict '
+                          'with imports=[module, ...]')
+    try:
+        import_modules_from_strings(
+            **{k: v for k, v in custom.items()
+               if k in ('imports', 'allow_failed_imports')})
+    except (ImportError, TypeError) as e:
+        raise LaunchError(
+            f'--cfg-options custom_imports: {error_line(e)}') from None
 
 
 def merge_cfg_options(cfg, cfg_options, known_keys_only=False):

@@ -439,10 +439,11 @@ class RunQueue:
             command = srun + command
         return command, env
 
-    def _record(self, run, returncode, elapsed):
+    def _record(self, run, returncode, elapsed, started_at):
         values, steps = read_accuracy(run.run_dir, self.metric)
         log_path = osp.join(run.run_dir, 'train.log')
         record = dict(run.key, elapsed_s=round(elapsed, 2),
+                      started_at=round(started_at, 3),
                       returncode=returncode,
                       log=osp.relpath(log_path, self.work_dir))
         if returncode == 0 and values:
@@ -514,7 +515,8 @@ class RunQueue:
                      f'{len(pending)} to train')
         if pending:
             self.log(f'training {len(pending)} run(s), {self.describe()}')
-        active = {}  # slot index -> (proc, log, run, begun, position)
+        # slot index -> (proc, log, run, begun, position, start time)
+        active = {}
         trained = []
         started = time.monotonic()
         position = finished_before
@@ -528,7 +530,7 @@ class RunQueue:
                     position += 1
                     proc, log = self._start(run, self.slots[index])
                     active[index] = (proc, log, run, time.monotonic(),
-                                     position)
+                                     position, time.time())
                     where = ('' if self.slots[index] is None else
                              f' on GPU {self.slots[index]}')
                     extra = f' ({describe(run)})' if describe else ''
@@ -540,10 +542,10 @@ class RunQueue:
                     time.sleep(0.2)
                     continue
                 for index in ended:
-                    proc, log, run, begun, number = active.pop(index)
+                    proc, log, run, begun, number, at = active.pop(index)
                     log.close()
                     record = self._record(run, proc.returncode,
-                                          time.monotonic() - begun)
+                                          time.monotonic() - begun, at)
                     trained.append(record)
                     elapsed = time.monotonic() - started
                     left = len(pending) + len(active)

@@ -16,46 +16,21 @@ report files (see :mod:`e3d_plugin.study.report`).
 import json
 import os
 import os.path as osp
-import shutil
-import subprocess
 import sys
-import time
 
 from ..fileio import atomic_write
 from .proxies import PROXIES
-from .results import append_result, finished_runs, read_results
+from .queue import RESULTS_NAME, Run, RunQueue, read_accuracy, read_scalars
 from .sampler import StudyError, build_searcher, sample_architectures
 
 PLAN_NAME = 'study_plan.json'
-RESULTS_NAME = 'results.jsonl'
 PLAN_FORMAT = 'e3d-rank-study'
 PLAN_VERSION = 1
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN_TOOL = osp.join(ROOT, 'tools', 'train.py')
 
 
 def _normal(value):
     """``value`` as JSON would give it back (tuples become lists)."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _duration(seconds):
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f'{seconds}s'
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f'{minutes}m{seconds:02d}s'
-    hours, minutes = divmod(minutes, 60)
-    return f'{hours}h{minutes:02d}m'
-
-
-def _cli_value(value):
-    """``value`` written back as mmengine's ``DictAction`` reads it."""
-    if isinstance(value, (list, tuple)):
-        inner = ','.join(_cli_value(v) for v in value)
-        return f'[{inner}]' if isinstance(value, list) else f'({inner})'
-    return str(value)
 
 
 def write_run_config(path, train_config, structure, seed):
@@ -88,41 +63,6 @@ def write_run_config(path, train_config, structure, seed):
     return path
 
 
-def read_scalars(run_dir):
-    """The records of mmengine's ``vis_data/scalars.json`` of the newest
-    run in ``run_dir`` (one dict per logged line; an empty list when none
-    was written; unreadable lines, e.g. a half-written last one, are
-    skipped)."""
-    found = []
-    if osp.isdir(run_dir):
-        for name in sorted(os.listdir(run_dir)):
-            path = osp.join(run_dir, name, 'vis_data', 'scalars.json')
-            if osp.isfile(path):
-                found.append(path)
-    if not found:
-        return []
-    records = []
-    with open(found[-1]) as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records
-
-
-def read_accuracy(run_dir, metric='acc/top1'):
-    """Validation ``metric`` of an mmengine run: ``(values, epochs)`` read
-    from ``<run_dir>/<timestamp>/vis_data/scalars.json`` (the newest run),
-    empty lists when none was logged."""
-    values, steps = [], []
-    for record in read_scalars(run_dir):
-        if metric in record:
-            values.append(float(record[metric]))
-            steps.append(record.get('step'))
-    return values, steps
-
-
 class RankStudy:
     """Rank correlation of training-free proxies with trained accuracy.
 
@@ -137,9 +77,13 @@ class RankStudy:
         seed (int): Seed of the draw and of the random-score baseline.
         cfg_options (dict, optional): Overrides of the search config.
         train_cfg_options (dict, optional): Overrides of the training
-            config, passed to every run's ``tools/train.py``.
-        gpus (int): Trainings at once, one per GPU (``CUDA_VISIBLE_DEVICES``
-            0 .. gpus - 1); 0 trains one at a time on the default device.
+            config, passed to every run.
+        queue (dict, optional): Where and how many runs go at once: the
+            arguments of :class:`~e3d_plugin.study.queue.RunQueue`
+            (``jobs``, ``threads``, ``gpus``, ``runs_per_gpu``,
+            ``launcher``, ``partition``, ``gpus_per_task``,
+            ``cpus_per_task``, ``srun_args``, ``frame_cache``); by default
+            one single-threaded run per CPU core.
         resume (bool): Continue the study in ``work_dir``.
         metric (str): The validation metric read from each run.
         num_candidates (int, optional): Overrides the search's candidate
@@ -147,7 +91,7 @@ class RankStudy:
         n_resamples (int): Bootstrap resamples of each interval.
         train_command (list[str], optional): The command that trains one run
             config (``CONFIG --work-dir DIR`` are appended); defaults to
-            this Python running ``tools/train.py``.
+            ``python -m e3d_plugin.launch.train``.
         keep_checkpoints (bool): Keep each run's ``*.pth`` files; by
             default they are deleted once the run's result is recorded.
         stream: Where progress lines go (stderr).
@@ -155,7 +99,7 @@ class RankStudy:
 
     def __init__(self, search_config, train_config, work_dir, num_archs=16,
                  seeds=2, seed=0, cfg_options=None, train_cfg_options=None,
-                 gpus=0, resume=False, metric='acc/top1',
+                 queue=None, resume=False, metric='acc/top1',
                  num_candidates=None, n_resamples=2000, train_command=None,
                  keep_checkpoints=False, stream=None):
         if not isinstance(num_archs, int) or num_archs < 3:
@@ -165,8 +109,6 @@ class RankStudy:
         if not isinstance(seeds, int) or seeds < 1:
             raise StudyError(
                 f'--seeds must be an integer >= 1, got {seeds!r}')
-        if not isinstance(gpus, int) or gpus < 0:
-            raise StudyError(f'--gpus must be an integer >= 0, got {gpus!r}')
         if not isinstance(n_resamples, int) or n_resamples < 1:
             raise StudyError(
                 f'n_resamples must be an integer >= 1, got {n_resamples!r}')
@@ -178,17 +120,18 @@ class RankStudy:
         self.seed = int(seed)
         self.cfg_options = dict(cfg_options or {})
         self.train_cfg_options = dict(train_cfg_options or {})
-        self.gpus = gpus
         self.resume = resume
         self.metric = metric
         self.num_candidates = num_candidates
         self.n_resamples = n_resamples
-        self.train_command = list(train_command or [sys.executable,
-                                                    TRAIN_TOOL])
         self.keep_checkpoints = keep_checkpoints
         self.stream = stream or sys.stderr
+        self.queue = RunQueue(work_dir, key_fields=('arch', 'seed'),
+                              metric=metric,
+                              keep_checkpoints=keep_checkpoints,
+                              train_command=train_command,
+                              stream=self.stream, **dict(queue or {}))
         self.plan = None
-        self.notes = []
 
     # ------------------------------------------------------------------
     @property
@@ -366,154 +309,51 @@ class RankStudy:
 
     def load_results(self):
         """Records of the results file (a half-written line is dropped)."""
-        records, notes = read_results(self.results_path)
-        for note in notes:
-            if note not in self.notes:
-                self.notes.append(note)
-                self.log(f'note: {note}')
-        return records
+        return self.queue.load_results()
 
-    def _command(self, arch, seed):
+    @property
+    def notes(self):
+        """Notes on dropped lines of the results file."""
+        return self.queue.notes
+
+    def queue_runs(self):
+        """The :class:`~e3d_plugin.study.queue.Run` of every
+        ``(arch_id, seed)``, in :meth:`runs` order."""
         from e3d_plugin.structure import Structure
-        run_dir = self.run_dir(arch['id'], seed)
-        if osp.isdir(run_dir):  # a run a kill interrupted: start it over
-            shutil.rmtree(run_dir)
-        os.makedirs(run_dir)
-        config = write_run_config(
-            osp.join(run_dir, 'config.py'), self.train_config,
-            Structure.from_dicts(arch['structure']), seed)
-        command = self.train_command + [config, '--work-dir', run_dir]
-        if self.train_cfg_options:
-            command += ['--cfg-options'] + [
-                f'{key}={_cli_value(value)}'
-                for key, value in self.train_cfg_options.items()]
-        return command, run_dir
+        archs = {arch['id']: arch for arch in self.plan['archs']}
+        runs = []
+        for arch_id, seed in self.runs():
+            structure = Structure.from_dicts(archs[arch_id]['structure'])
 
-    def _finish(self, arch_id, seed, proc, run_dir, elapsed):
-        values, steps = read_accuracy(run_dir, self.metric)
-        record = dict(arch=arch_id, seed=seed, elapsed_s=round(elapsed, 2),
-                      returncode=proc.returncode,
-                      log=osp.relpath(osp.join(run_dir, 'train.log'),
-                                      self.work_dir))
-        if proc.returncode == 0 and values:
-            record.update(status='done', final=values[-1], best=max(values),
-                          curve=values, epochs=steps)
-        else:
-            record.update(status='failed', reason=self._why(
-                proc.returncode, run_dir, values))
-        append_result(self.results_path, record)
-        if record['status'] == 'done' and not self.keep_checkpoints:
-            for name in os.listdir(run_dir):
-                if name.endswith('.pth'):
-                    os.remove(osp.join(run_dir, name))
-        return record
+            def write(run_dir, structure=structure, seed=seed):
+                return write_run_config(osp.join(run_dir, 'config.py'),
+                                        self.train_config, structure, seed)
 
-    def _why(self, returncode, run_dir, values):
-        if returncode == 0:
-            return f'no {self.metric} was logged (is validation on?)'
-        if returncode < 0:
-            return f'killed by signal {-returncode}'
-        last = ''
-        try:
-            with open(osp.join(run_dir, 'train.log'), errors='replace') as f:
-                lines = [line.strip() for line in f if line.strip()]
-            last = lines[-1] if lines else ''
-        except OSError:
-            pass
-        return f'exit code {returncode}' + (f': {last}' if last else '')
+            runs.append(Run(dict(arch=arch_id, seed=seed),
+                            self.run_dir(arch_id, seed), write,
+                            cfg_options=self.train_cfg_options,
+                            label=f'{arch_id} seed {seed}'))
+        return runs
 
     def train(self):
-        """Train every run not finished yet; return the records of the runs
-        trained now. Runs one per GPU at once (``gpus``), else one at a
-        time; a run that fails is recorded and the others go on, unless no
-        run of the study has finished yet (then it is most likely the
-        config, and the study stops)."""
+        """Train every run not finished yet (see
+        :meth:`~e3d_plugin.study.queue.RunQueue.run`); return the records of
+        the runs trained now."""
         if self.plan is None:
             self.prepare()
-        done = finished_runs(self.load_results())
-        runs = self.runs()
-        pending = [run for run in runs if run not in done]
         archs = {arch['id']: arch for arch in self.plan['archs']}
-        total = len(runs)
-        if done:
-            self.log(f'resuming: {len(done)}/{total} runs finished, '
-                     f'{len(pending)} to train')
-        slots = list(range(self.gpus)) if self.gpus else [None]
-        active = {}
-        trained = []
-        started = time.monotonic()
-        position = len(done)
-        succeeded = len(done)
-        try:
-            while pending or active:
-                while pending and len(active) < len(slots):
-                    slot = next(s for s in slots if s not in active)
-                    arch_id, seed = pending.pop(0)
-                    position += 1
-                    command, run_dir = self._command(archs[arch_id], seed)
-                    env = dict(os.environ)
-                    if slot is not None:
-                        env['CUDA_VISIBLE_DEVICES'] = str(slot)
-                    log = open(osp.join(run_dir, 'train.log'), 'wb')
-                    proc = subprocess.Popen(command, stdout=log,
-                                            stderr=subprocess.STDOUT,
-                                            env=env)
-                    active[slot] = (proc, log, arch_id, seed, run_dir,
-                                    time.monotonic(), position)
-                    flops = archs[arch_id]['proxies']['flops']
-                    self.log(
-                        f'[{position}/{total}] {arch_id} seed {seed} started'
-                        + (f' on GPU {slot}' if slot is not None else '') +
-                        f" ({flops:.3g} FLOPs, STEntr "
-                        f"{archs[arch_id]['proxies']['stentr_score']:.2f})")
-                finished = [s for s, job in active.items()
-                            if job[0].poll() is not None]
-                if not finished:
-                    time.sleep(0.2)
-                    continue
-                for slot in finished:
-                    proc, log, arch_id, seed, run_dir, begun, index = (
-                        active.pop(slot))
-                    log.close()
-                    record = self._finish(arch_id, seed, proc, run_dir,
-                                          time.monotonic() - begun)
-                    trained.append(record)
-                    elapsed = time.monotonic() - started
-                    left = len(pending) + len(active)
-                    eta = elapsed / len(trained) * left / len(slots)
-                    if record['status'] == 'done':
-                        succeeded += 1
-                        outcome = (f"top-1 {record['final']:.4f} (best "
-                                   f"{record['best']:.4f})")
-                    else:
-                        outcome = f"FAILED: {record['reason']}"
-                    self.log(
-                        f'[{index}/{total}] {arch_id} seed {seed}: {outcome}'
-                        f" in {_duration(record['elapsed_s'])}; elapsed "
-                        f'{_duration(elapsed)}, ETA {_duration(eta)}')
-                    if record['status'] != 'done' and not succeeded:
-                        raise StudyError(
-                            f'the first run failed ({record["reason"]}); '
-                            f'see {osp.join(run_dir, "train.log")}')
-        finally:
-            for proc, log, *_ in active.values():
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                log.close()
-        return trained
+
+        def describe(run):
+            proxies = archs[run.key['arch']]['proxies']
+            return (f"{proxies['flops']:.3g} FLOPs, STEntr "
+                    f"{proxies['stentr_score']:.2f}")
+
+        return self.queue.run(self.queue_runs(), describe)
 
     def failed(self):
         """Runs without a finished result: ``[(arch, seed, reason)]``."""
-        records = self.load_results()
-        done = finished_runs(records)
-        reasons = {(r.get('arch'), r.get('seed')): r.get('reason')
-                   for r in records if r.get('status') != 'done'}
-        return [(arch, seed, reasons.get((arch, seed), 'not trained'))
-                for arch, seed in self.runs() if (arch, seed) not in done]
+        return [(run.key['arch'], run.key['seed'], reason)
+                for run, reason in self.queue.failed(self.queue_runs())]
 
     # ------------------------------------------------------------------
     def report(self, write=True):
@@ -531,5 +371,5 @@ class RankStudy:
         return report
 
 
-__all__ = ['RankStudy', 'StudyError', 'PROXIES', 'write_run_config',
-           'read_accuracy']
+__all__ = ['RankStudy', 'StudyError', 'PROXIES', 'RESULTS_NAME',
+           'write_run_config', 'read_accuracy', 'read_scalars']
