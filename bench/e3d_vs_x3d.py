@@ -11,13 +11,17 @@ Three configs of ``configs/compare/`` share the schedule of
 ``configs/e3d/e3d_xs_8x4x1_motion-hard.py`` and differ only in the backbone
 (and the head's ``in_channels``): the STEntr-searched XS structure, a
 random structure of the same space at the same budget, and mmaction2's
-``X3D`` scaled to the same FLOPs. Each is trained with seeds 0 .. S-1, one
-``tools/train.py`` process per run, seed by seed (so a stopped comparison
-has whole seeds done first). Per run the bench records the final and best
-val top-1 and the training speed in clips/s: the training batch size over
-the median of the iteration times mmengine logs (each the mean over a
-window of ``log_processor.window_size`` iterations, data loading included;
-the median keeps the start-up window out). The table gives, per model, the
+``X3D`` scaled to the same FLOPs. Each is trained with seeds 0 .. S-1 on the
+run queue of the rank study (:mod:`e3d_plugin.study.queue`: each run in its
+own process, seed by seed so that a stopped comparison has whole seeds done
+first, by default one single-threaded run per CPU core at once;
+``--jobs``, ``--threads``, ``--gpus``, ``--launcher slurm`` as for
+``tools/rank_study.py``). Per run the queue records the final and best val
+top-1 and the training speed in clips/s: the training batch size over the
+median of the iteration times mmengine logs (each the mean over a window of
+``log_processor.window_size`` iterations, data loading included; the median
+keeps the start-up window out). Clips/s depend on how many runs share the
+machine: compare models trained with the same queue settings. The table gives, per model, the
 mean, standard deviation (over seeds, ``n - 1``) and min-max of each, with
 the backbone's FLOPs (conv multiply-adds of one clip at batch 1, counted by
 ``mmengine.analysis.FlopAnalyzer``) and parameters.
@@ -52,9 +56,7 @@ import os
 import os.path as osp
 import random
 import statistics
-import subprocess
 import sys
-import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -301,22 +303,6 @@ def write_bench_config(path, config, epochs=None, data_root=None):
     return path
 
 
-def read_iteration_times(run_dir):
-    """The training iteration times (seconds, one per logged window) of an
-    mmengine run in ``run_dir`` (its newest ``vis_data/scalars.json``)."""
-    from e3d_plugin.study import read_scalars
-    # training records carry the learning rate, validation ones not
-    return [float(record['time']) for record in read_scalars(run_dir)
-            if 'lr' in record and 'time' in record]
-
-
-def clips_per_second(times, batch_size):
-    """Training clips/s: ``batch_size`` over the median iteration time."""
-    if not times:
-        return None
-    return batch_size / statistics.median(times)
-
-
 def spread(values):
     """``dict(n, mean, std, min, max)`` of ``values`` (std over ``n - 1``,
     None below two values); None when there are none."""
@@ -334,7 +320,7 @@ class Comparison:
 
     def __init__(self, work_dir, seeds=3, epochs=None, data_root=None,
                  resume=False, keep_checkpoints=False, configs=None,
-                 train_command=None, stream=None):
+                 train_command=None, stream=None, queue=None):
         if not isinstance(seeds, int) or seeds < 1:
             raise BenchError(f'--seeds must be an integer >= 1, got {seeds}')
         if epochs is not None and (not isinstance(epochs, int) or
@@ -348,9 +334,14 @@ class Comparison:
         self.resume = resume
         self.keep_checkpoints = keep_checkpoints
         self.configs = dict(configs or CONFIGS)
-        self.train_command = list(train_command or [
-            sys.executable, osp.join(ROOT, 'tools', 'train.py')])
         self.stream = stream or sys.stderr
+        from e3d_plugin.study import RunQueue
+        self.queue = RunQueue(self.work_dir, key_fields=('model', 'seed'),
+                              metric=METRIC,
+                              keep_checkpoints=keep_checkpoints,
+                              train_command=train_command,
+                              stream=self.stream, error=BenchError,
+                              **dict(queue or {}))
 
     def log(self, text):
         """One progress line."""
@@ -360,7 +351,7 @@ class Comparison:
     @property
     def results_path(self):
         """The append-only results file."""
-        return osp.join(self.work_dir, RESULTS_NAME)
+        return self.queue.results_path
 
     def settings(self):
         """What makes two runs of the bench the same comparison."""
@@ -429,83 +420,29 @@ class Comparison:
         return [(name, seed) for seed in range(self.seeds)
                 for name in self.configs]
 
-    def train(self):
-        """Train the runs not finished yet (sequentially, each in its own
-        process, from the repository root); return their records."""
-        import shutil
+    def queue_runs(self, batch_sizes=None):
+        """The :class:`~e3d_plugin.study.queue.Run` of every
+        ``(model, seed)``, seed by seed."""
+        from e3d_plugin.study import Run
+        batch_sizes = batch_sizes or {}
+        return [Run(dict(model=name, seed=seed), self.run_dir(name, seed),
+                    lambda run_dir, name=name: self.run_config(name),
+                    cfg_options={'randomness.seed': seed},
+                    label=f'{name} seed {seed}',
+                    batch_size=batch_sizes.get(name))
+                for name, seed in self.runs()]
 
-        from e3d_plugin.study import (append_result, finished_runs,
-                                      read_accuracy, read_results)
+    def train(self):
+        """Train the runs not finished yet on the run queue (see
+        :mod:`e3d_plugin.study.queue`: each in its own process, several at
+        once); return their records."""
         batch_sizes = self.prepare()
-        records, notes = read_results(self.results_path)
-        for note in notes:
-            self.log(f'note: {note}')
-        done = finished_runs([dict(r, arch=r.get('model'))
-                              for r in records])
-        runs = self.runs()
-        pending = [run for run in runs if run not in done]
-        if done:
-            self.log(f'resuming: {len(runs) - len(pending)}/{len(runs)} '
-                     f'runs finished, {len(pending)} to train')
-        trained, succeeded = [], len(runs) - len(pending)
-        for index, (name, seed) in enumerate(pending, len(runs) -
-                                             len(pending) + 1):
-            run_dir = self.run_dir(name, seed)
-            if osp.isdir(run_dir):  # a run a kill interrupted: start over
-                shutil.rmtree(run_dir)
-            os.makedirs(run_dir)
-            command = self.train_command + [
-                self.run_config(name), '--work-dir', run_dir,
-                '--cfg-options', f'randomness.seed={seed}']
-            self.log(f'[{index}/{len(runs)}] {name} seed {seed} started')
-            begun = time.monotonic()
-            with open(osp.join(run_dir, 'train.log'), 'wb') as log:
-                proc = subprocess.run(command, stdout=log,
-                                      stderr=subprocess.STDOUT, cwd=ROOT)
-            elapsed = time.monotonic() - begun
-            values, steps = read_accuracy(run_dir, METRIC)
-            times = read_iteration_times(run_dir)
-            record = dict(model=name, seed=seed, returncode=proc.returncode,
-                          elapsed_s=round(elapsed, 2),
-                          log=osp.relpath(osp.join(run_dir, 'train.log'),
-                                          self.work_dir))
-            if proc.returncode == 0 and values:
-                speed = clips_per_second(times, batch_sizes[name])
-                record.update(
-                    status='done', final=values[-1], best=max(values),
-                    curve=values, epochs=steps,
-                    batch_size=batch_sizes[name],
-                    iter_time_s=statistics.median(times) if times else None,
-                    clips_per_s=speed)
-                succeeded += 1
-                outcome = (f'top-1 {values[-1]:.4f} (best {max(values):.4f})'
-                           + (f', {speed:.1f} clips/s' if speed else ''))
-                if not self.keep_checkpoints:
-                    for file in os.listdir(run_dir):
-                        if file.endswith('.pth'):
-                            os.remove(osp.join(run_dir, file))
-            else:
-                reason = (f'exit code {proc.returncode}' if proc.returncode
-                          else f'no {METRIC} was logged')
-                record.update(status='failed', reason=reason)
-                outcome = f'FAILED ({reason}); see {record["log"]}'
-            append_result(self.results_path, record)
-            trained.append(record)
-            self.log(f'[{index}/{len(runs)}] {name} seed {seed}: {outcome} '
-                     f'in {elapsed:.0f} s')
-            if record['status'] != 'done' and not succeeded:
-                raise BenchError(
-                    f'the first run failed ({record["reason"]}); see '
-                    f'{osp.join(run_dir, "train.log")}')
-        return trained
+        return self.queue.run(self.queue_runs(batch_sizes))
 
     def table(self, costs=None):
         """Per model: its costs and the spread over finished seeds of the
         final and best val top-1 and the clips/s (JSON-ready dict)."""
-        from e3d_plugin.study import finished_runs, read_results
-        records, _ = read_results(self.results_path, repair=False)
-        done = finished_runs([dict(r, arch=r.get('model'))
-                              for r in records])
+        done = self.queue.finished(self.queue.load_results(repair=False))
         costs = costs or {name: config_cost(config)
                           for name, config in self.configs.items()}
         rows = {}
@@ -610,6 +547,8 @@ def parse_args(argv=None):
                       help='repeat the draw of the random structure')
     parser.add_argument('--write', action='store_true',
                         help='with --draw-random: write its JSON file')
+    from e3d_plugin.study.queue import add_queue_arguments
+    add_queue_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -641,7 +580,9 @@ def main(argv=None):
             print(format_costs({name: config_cost(config)
                                 for name, config in CONFIGS.items()}))
             return 0
+        from e3d_plugin.study.queue import queue_options
         bench = Comparison(args.work_dir, seeds=args.seeds or 3,
+                           queue=queue_options(args),
                            epochs=args.epochs, data_root=args.data_root,
                            resume=args.resume or args.report_only,
                            keep_checkpoints=args.keep_checkpoints)

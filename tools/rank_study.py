@@ -37,43 +37,6 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from e3d_plugin.launch import OneLineArgumentParser as _Parser  # noqa: E402
 
 
-def add_queue_arguments(parser):
-    """The run queue's options (see :mod:`e3d_plugin.study.queue`)."""
-    group = parser.add_argument_group('where runs go')
-    group.add_argument('--jobs', type=int,
-                       help='runs at once on CPU or through slurm (default: '
-                       'one per CPU core; 1 through slurm)')
-    group.add_argument('--threads', type=int,
-                       help='intra-op threads of each run (default 1 on CPU)')
-    group.add_argument('--gpus', type=int, default=0,
-                       help='spread runs over GPUs 0..G-1 (default 0: CPU)')
-    group.add_argument('--runs-per-gpu', type=int,
-                       help='runs at once on each GPU (default 1)')
-    group.add_argument('--launcher', default='local',
-                       help='local (default) or slurm (each run through '
-                       'srun)')
-    group.add_argument('--partition', help='slurm partition (srun -p)')
-    group.add_argument('--gpus-per-task', type=int,
-                       help='GPUs of each slurm run (default 1)')
-    group.add_argument('--cpus-per-task', type=int,
-                       help='CPUs of each slurm run (default 5)')
-    group.add_argument('--srun-args',
-                       help='more srun options, one string')
-    group.add_argument('--no-frame-cache', action='store_true',
-                       help='decode the videos in every run (default: each '
-                       'video once, into WORK_DIR/frame_cache)')
-
-
-def queue_options(args):
-    """The :class:`~e3d_plugin.study.queue.RunQueue` arguments of the
-    parsed command line."""
-    return dict(jobs=args.jobs, threads=args.threads, gpus=args.gpus,
-                runs_per_gpu=args.runs_per_gpu, launcher=args.launcher,
-                partition=args.partition, gpus_per_task=args.gpus_per_task,
-                cpus_per_task=args.cpus_per_task, srun_args=args.srun_args,
-                frame_cache=not args.no_frame_cache)
-
-
 def parse_args(argv=None):
     """Command-line arguments."""
     from e3d_plugin.launch import CfgOptionsAction
@@ -91,6 +54,7 @@ def parse_args(argv=None):
                         help='continue the study in the work dir')
     parser.add_argument('--report-only', action='store_true',
                         help='only remake the report from the results')
+    from e3d_plugin.study.queue import add_queue_arguments
     add_queue_arguments(parser)
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the sample and the random baseline')
@@ -115,6 +79,7 @@ def main(argv=None):
     failed)."""
     args = parse_args(argv)
     from e3d_plugin.study import RankStudy, StudyError, format_table
+    from e3d_plugin.study.queue import queue_options
     work_dir = args.work_dir or osp.join(
         './work_dirs',
         'rank_study_' + osp.splitext(osp.basename(args.config))[0])

@@ -250,6 +250,44 @@ def check_queue_options(jobs=None, threads=None, gpus=0, runs_per_gpu=None,
             raise StudyError('--srun-args must be a string of srun options')
 
 
+def add_queue_arguments(parser):
+    """Add the run queue's options to an ``argparse`` parser (the rank
+    study and the E3D vs X3D bench share them)."""
+    group = parser.add_argument_group('where runs go')
+    group.add_argument('--jobs', type=int,
+                       help='runs at once on CPU or through slurm (default: '
+                       'one per CPU core; 1 through slurm)')
+    group.add_argument('--threads', type=int,
+                       help='intra-op threads of each run (default 1 on CPU)')
+    group.add_argument('--gpus', type=int, default=0,
+                       help='spread runs over GPUs 0..G-1 (default 0: CPU)')
+    group.add_argument('--runs-per-gpu', type=int,
+                       help='runs at once on each GPU (default 1)')
+    group.add_argument('--launcher', default='local',
+                       help='local (default) or slurm (each run through '
+                       'srun)')
+    group.add_argument('--partition', help='slurm partition (srun -p)')
+    group.add_argument('--gpus-per-task', type=int,
+                       help='GPUs of each slurm run (default 1)')
+    group.add_argument('--cpus-per-task', type=int,
+                       help='CPUs of each slurm run (default 5)')
+    group.add_argument('--srun-args',
+                       help='more srun options, one string')
+    group.add_argument('--no-frame-cache', action='store_true',
+                       help='decode the videos in every run (default: each '
+                       'video once, into WORK_DIR/frame_cache)')
+
+
+def queue_options(args):
+    """The :class:`RunQueue` arguments of a command line parsed with
+    :func:`add_queue_arguments`."""
+    return dict(jobs=args.jobs, threads=args.threads, gpus=args.gpus,
+                runs_per_gpu=args.runs_per_gpu, launcher=args.launcher,
+                partition=args.partition, gpus_per_task=args.gpus_per_task,
+                cpus_per_task=args.cpus_per_task, srun_args=args.srun_args,
+                frame_cache=not args.no_frame_cache)
+
+
 class RunQueue:
     """Train runs, each in its own process, several at once (see the module
     docstring).
@@ -589,6 +627,7 @@ class RunQueue:
 
 
 __all__ = ['Run', 'RunQueue', 'LAUNCHERS', 'TRAIN_MODULE',
+           'add_queue_arguments', 'queue_options',
            'check_queue_options', 'failure_reason', 'read_accuracy',
            'read_scalars', 'read_iteration_times', 'duration', 'cli_value',
            'usable_cores']
