@@ -107,8 +107,8 @@ def test_e3d_builds_it_for_dwbtn_units_only():
     kinds = [type(m) for m in fast.modules()
              if isinstance(m, nn.Conv3d) and m.groups > 1]
     assert kinds and all(k is DepthwiseConv3d for k in kinds)
-    assert all(type(m) is nn.Conv3d for m in fast.modules()
-               if isinstance(m, nn.Conv3d) and m.groups == 1)
+    assert not any(isinstance(m, DepthwiseConv3d) for m in fast.modules()
+                   if isinstance(m, nn.Conv3d) and m.groups == 1)
     torch.manual_seed(0)
     plain = E3D(arch='E3D-XS', fast_depthwise=False)
     assert not any(isinstance(m, DepthwiseConv3d) for m in plain.modules())
