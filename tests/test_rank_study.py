@@ -474,6 +474,66 @@ def test_first_run_failing_stops_the_study(fake_setup, monkeypatch):
     assert called(fake_setup) == ['a00_seed0']
 
 
+def test_calibration_sample_seeds_and_last_epochs(fake_setup, monkeypatch):
+    """A calibration: only band structures, neither the best nor the start,
+    other training seeds; the ceiling compares those seeds, and
+    --final-epochs averages the last validations."""
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    study = fake_setup['study']('calibration', first_seed=100,
+                                band_share=1.0, include_fixed=False)
+    plan = study.prepare()
+    assert all(a['in_band'] and a['role'] == 'band' for a in plan['archs'])
+    assert plan['settings']['first_seed'] == 100
+    assert plan['settings']['include_fixed'] is False
+    default = fake_setup['study']('default')
+    default_plan = default.prepare()
+    assert 'first_seed' not in default_plan['settings']
+    fixed = {tuple(map(str, a['structure'])) for a in default_plan['archs']
+             if a['role'] in ('best', 'start')}
+    assert len(fixed) == 2
+    assert not fixed & {tuple(map(str, a['structure']))
+                        for a in plan['archs']}
+    study.train()
+    assert sorted(set(run.split('_seed')[1] for run in called(fake_setup))) \
+        == ['100', '101']
+    report = study.report(write=False)
+    assert report['seed_ceiling']['band']['n'] == 4
+    widths = {a['id']: a['structure'][-2]['out'] for a in report['archs']}
+    # the stand-in logs 0.1 then width / 1000 + seed / 100
+    for arch in report['archs']:
+        assert arch['acc']['100']['final'] == pytest.approx(
+            widths[arch['id']] / 1000 + 1.0)
+    again = fake_setup['study']('calibration', first_seed=100,
+                                band_share=1.0, include_fixed=False,
+                                final_epochs=2)
+    averaged = again.report(write=False)
+    for arch in averaged['archs']:
+        assert arch['acc']['101']['final'] == pytest.approx(
+            (0.1 + widths[arch['id']] / 1000 + 1.01) / 2)
+    assert 'mean of the last 2 validations' in averaged['accuracy']
+    # a calibration is another study: the settings must match to resume
+    with pytest.raises(StudyError, match='holds a rank study with '
+                       'band_share 1.0, not 0.5'):
+        fake_setup['study']('calibration', resume=True).prepare()
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(first_seed=-1), '--first-seed must be an integer in 0..2**31-1, '
+     'got -1'),
+    (dict(final_epochs=0), '--final-epochs must be an integer in '
+     '1..2**31-1, got 0'),
+    (dict(band_share=0), '--band-share must be a number in (0, 1], got 0'),
+    (dict(band_share=1.5), '--band-share must be a number in (0, 1], got '
+     '1.5'),
+    (dict(include_fixed='no'), "include_fixed must be True or False, got "
+     "'no'"),
+])
+def test_calibration_options_bad_values(fake_setup, kwargs, message):
+    with pytest.raises(StudyError) as e:
+        fake_setup['study']('bad', **kwargs)
+    assert str(e.value) == message
+
+
 # ----------------------------------------------------------------------
 # the tool: bad inputs
 def write(path, text):

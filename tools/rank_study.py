@@ -66,6 +66,19 @@ def parse_args(argv=None):
                         'result is recorded by default)')
     parser.add_argument('--metric', default='acc/top1',
                         help='validation metric (default acc/top1)')
+    calibration = parser.add_argument_group(
+        'calibrating a benchmark (see docs/results/calibration_motion_hard.md)')
+    calibration.add_argument('--first-seed', type=int, default=0,
+                             help='training seeds start here (default 0)')
+    calibration.add_argument('--band-share', type=float, default=0.5,
+                             help='least share of the sample in the '
+                             'near-budget band (default 0.5)')
+    calibration.add_argument('--no-fixed', action='store_true',
+                             help="leave out the search's best and the "
+                             'starting structure')
+    calibration.add_argument('--final-epochs', type=int, default=1,
+                             help="a run's accuracy: the mean of its last K "
+                             'validations (default 1; a report setting)')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override search config settings')
     parser.add_argument('--train-cfg-options', nargs='+', action=CfgOptionsAction,
@@ -92,7 +105,9 @@ def main(argv=None):
             queue=queue_options(args),
             resume=args.resume, metric=args.metric,
             num_candidates=args.num_candidates,
-            keep_checkpoints=args.keep_checkpoints)
+            keep_checkpoints=args.keep_checkpoints,
+            first_seed=args.first_seed, band_share=args.band_share,
+            include_fixed=not args.no_fixed, final_epochs=args.final_epochs)
         if args.gpus and not args.report_only:
             import torch
             available = torch.cuda.device_count()

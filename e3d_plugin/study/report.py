@@ -35,20 +35,31 @@ PROXY_LABELS = {
 }
 
 
-def _accuracies(plan, records):
+def run_accuracy(record, final_epochs=1):
+    """A finished run's accuracy: the mean of its last ``final_epochs``
+    validations (its ``final`` for 1, or when the curve is shorter)."""
+    curve = record.get('curve') or []
+    if final_epochs <= 1 or len(curve) < final_epochs:
+        return record['final']
+    return float(np.mean(curve[-final_epochs:]))
+
+
+def _accuracies(plan, records, final_epochs=1):
     """Per-architecture ``acc`` dicts ``{seed: {final, best}}`` of the
-    finished runs."""
+    finished runs (``final``: see :func:`run_accuracy`)."""
     done = finished_runs(records)
     acc = {arch['id']: {} for arch in plan['archs']}
     for (arch_id, seed), record in sorted(done.items(),
                                           key=lambda kv: str(kv[0])):
         if arch_id in acc:
-            acc[arch_id][str(seed)] = dict(final=record['final'],
-                                           best=record['best'])
+            acc[arch_id][str(seed)] = dict(
+                final=run_accuracy(record, final_epochs),
+                best=record['best'])
     return acc
 
 
-def make_report(plan, records, n_resamples=2000, seed=0, notes=()):
+def make_report(plan, records, n_resamples=2000, seed=0, notes=(),
+                final_epochs=1):
     """The report dict of a plan and its result records.
 
     Returns:
@@ -60,10 +71,14 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=()):
         first, and ``top_k_overlap``), ``seed_ceiling`` (seed 0 vs seed 1
         final accuracy, same keys, with ``band``), ``top_k``, ``num_runs``,
         ``runs_done``, ``settings``, ``budgets``, ``band_flops`` and
-        ``notes``.
+        ``notes``. With ``final_epochs`` K > 1 a run's final accuracy is
+        the mean of its last K validations. The seed-noise ceiling compares
+        the study's first two training seeds.
     """
-    acc = _accuracies(plan, records)
+    acc = _accuracies(plan, records, final_epochs)
     seeds = plan['settings']['seeds']
+    first = plan['settings'].get('first_seed', 0)
+    pair = (str(first), str(first + 1))
     archs = []
     for arch in plan['archs']:
         finals = [acc[arch['id']][key]['final']
@@ -95,12 +110,13 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=()):
     ceiling = {}
     for name, group in (('all', archs), ('band',
                                          [a for a in archs if a['in_band']])):
-        both = [a for a in group if '0' in a['acc'] and '1' in a['acc']]
-        stats = rank_correlation([a['acc']['0']['final'] for a in both],
-                                 [a['acc']['1']['final'] for a in both],
+        both = [a for a in group if pair[0] in a['acc'] and pair[1] in
+                a['acc']]
+        stats = rank_correlation([a['acc'][pair[0]]['final'] for a in both],
+                                 [a['acc'][pair[1]]['final'] for a in both],
                                  n_resamples=n_resamples, seed=seed,
-                                 labels=('seed 0 accuracy',
-                                         'seed 1 accuracy'))
+                                 labels=(f'seed {pair[0]} accuracy',
+                                         f'seed {pair[1]} accuracy'))
         if seeds < 2:
             stats['note'] = 'needs --seeds 2 or more'
         if name == 'all':
@@ -114,7 +130,10 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=()):
         image_size=plan['image_size'],
         frames=plan['frames'],
         band_flops=plan['band_flops'],
-        accuracy='mean final validation ' + plan['settings']['metric'],
+        accuracy=('mean final validation ' if final_epochs <= 1 else
+                  f'mean of the last {final_epochs} validations, '
+                  'averaged over seeds: ') + plan['settings']['metric'],
+        final_epochs=final_epochs,
         num_runs=len(archs) * seeds,
         runs_done=runs_done,
         top_k=k,
@@ -189,9 +208,10 @@ def format_table(report):
 
 def write_csv(report, path):
     """One row per architecture: role, band, proxies, accuracy per seed."""
-    seeds = report['settings']['seeds']
+    first = report['settings'].get('first_seed', 0)
+    seeds = range(first, first + report['settings']['seeds'])
     fields = ['id', 'role', 'in_band', *PROXIES]
-    for seed in range(seeds):
+    for seed in seeds:
         fields += [f'seed{seed}_final', f'seed{seed}_best']
     fields += ['mean_final', 'std_final']
     with open(path, 'w', newline='') as f:
@@ -200,7 +220,7 @@ def write_csv(report, path):
         for arch in report['archs']:
             row = [arch['id'], arch['role'], int(arch['in_band'])]
             row += [arch['proxies'][p] for p in PROXIES]
-            for seed in range(seeds):
+            for seed in seeds:
                 acc = arch['acc'].get(str(seed))
                 row += [acc['final'], acc['best']] if acc else ['', '']
             row += ['' if math.isnan(arch['mean']) else arch['mean'],

@@ -94,6 +94,16 @@ class RankStudy:
             ``python -m e3d_plugin.launch.train``.
         keep_checkpoints (bool): Keep each run's ``*.pth`` files; by
             default they are deleted once the run's result is recorded.
+        first_seed (int): Training seeds are ``first_seed`` ..
+            ``first_seed + seeds - 1`` (a calibration trains other seeds
+            than the studies it calibrates).
+        band_share (float): The least share of the sample in the
+            near-budget band (1.0 for a calibration of the band).
+        include_fixed (bool): Hold the search's best and the starting
+            structure (False for a calibration).
+        final_epochs (int): A run's accuracy is the mean of its last
+            ``final_epochs`` validations (1: the last one); a report
+            setting, changeable on ``--report-only``.
         stream: Where progress lines go (stderr).
     """
 
@@ -101,7 +111,8 @@ class RankStudy:
                  seeds=2, seed=0, cfg_options=None, train_cfg_options=None,
                  queue=None, resume=False, metric='acc/top1',
                  num_candidates=None, n_resamples=2000, train_command=None,
-                 keep_checkpoints=False, stream=None):
+                 keep_checkpoints=False, stream=None, first_seed=0,
+                 band_share=0.5, include_fixed=True, final_epochs=1):
         if not isinstance(num_archs, int) or num_archs < 3:
             raise StudyError(
                 '--num-archs must be an integer >= 3 (a rank correlation '
@@ -112,6 +123,19 @@ class RankStudy:
         if not isinstance(n_resamples, int) or n_resamples < 1:
             raise StudyError(
                 f'n_resamples must be an integer >= 1, got {n_resamples!r}')
+        for flag, value, low in (('--first-seed', first_seed, 0),
+                                 ('--final-epochs', final_epochs, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    not low <= value < 2**31:
+                raise StudyError(f'{flag} must be an integer in {low}..'
+                                 f'2**31-1, got {value!r}')
+        if not isinstance(band_share, (int, float)) or isinstance(
+                band_share, bool) or not 0 < band_share <= 1:
+            raise StudyError('--band-share must be a number in (0, 1], got '
+                             f'{band_share!r}')
+        if not isinstance(include_fixed, bool):
+            raise StudyError(f'include_fixed must be True or False, got '
+                             f'{include_fixed!r}')
         self.search_config = search_config
         self.train_config = train_config
         self.work_dir = work_dir
@@ -121,6 +145,10 @@ class RankStudy:
         self.cfg_options = dict(cfg_options or {})
         self.train_cfg_options = dict(train_cfg_options or {})
         self.resume = resume
+        self.first_seed = first_seed
+        self.band_share = float(band_share)
+        self.include_fixed = include_fixed
+        self.final_epochs = final_epochs
         self.metric = metric
         self.num_candidates = num_candidates
         self.n_resamples = n_resamples
@@ -145,8 +173,11 @@ class RankStudy:
         return osp.join(self.work_dir, RESULTS_NAME)
 
     def settings(self):
-        """What makes two studies the same study (JSON-ready)."""
-        return _normal(dict(
+        """What makes two studies the same study (JSON-ready; the sampling
+        and seed settings of a calibration appear only where they differ
+        from a study's defaults, so that plans written before them still
+        match)."""
+        settings = dict(
             search_config=osp.abspath(self.search_config),
             train_config=osp.abspath(self.train_config),
             num_archs=self.num_archs,
@@ -155,7 +186,14 @@ class RankStudy:
             cfg_options=self.cfg_options,
             train_cfg_options=self.train_cfg_options,
             metric=self.metric,
-            num_candidates=self.num_candidates))
+            num_candidates=self.num_candidates)
+        for key, value, default in (
+                ('first_seed', self.first_seed, 0),
+                ('band_share', self.band_share, 0.5),
+                ('include_fixed', self.include_fixed, True)):
+            if value != default:
+                settings[key] = value
+        return _normal(settings)
 
     def log(self, text):
         """One progress line on the stream."""
@@ -211,7 +249,13 @@ class RankStudy:
             plan = self._load_plan()
             if plan['settings'] != self.settings():
                 old, new = plan['settings'], self.settings()
-                diff = next(k for k in new if old.get(k) != new[k])
+                defaults = dict(first_seed=0, band_share=0.5,
+                                include_fixed=True)
+                keys = list(new) + [k for k in old if k not in new]
+                diff = next(k for k in keys if old.get(k, defaults.get(k))
+                            != new.get(k, defaults.get(k)))
+                old = dict(defaults, **old)
+                new = dict(defaults, **new)
                 raise StudyError(
                     f'work dir {self.work_dir} holds a rank study with '
                     f'{diff} {old.get(diff)!r}, not {new[diff]!r}; choose '
@@ -234,8 +278,10 @@ class RankStudy:
         cfg = self.load_search_config()
         try:
             setup = build_searcher(cfg, self.num_candidates)
-            sample = sample_architectures(setup, self.num_archs,
-                                          seed=self.seed)
+            sample = sample_architectures(
+                setup, self.num_archs, seed=self.seed,
+                band_share=self.band_share,
+                include_fixed=self.include_fixed)
         except StudyError:
             raise
         except (ValueError, TypeError, KeyError) as e:
@@ -300,7 +346,9 @@ class RankStudy:
     def runs(self):
         """Every ``(arch_id, seed)`` of the study, seed by seed (so a
         stopped study has whole seeds done first)."""
-        return [(arch['id'], seed) for seed in range(self.seeds)
+        first = self.plan['settings'].get('first_seed', 0)
+        return [(arch['id'], seed)
+                for seed in range(first, first + self.seeds)
                 for arch in self.plan['archs']]
 
     def run_dir(self, arch_id, seed):
@@ -364,6 +412,7 @@ class RankStudy:
         if self.plan is None:
             self.prepare(report_only=True)
         report = make_report(self.plan, self.load_results(),
+                             final_epochs=self.final_epochs,
                              n_resamples=self.n_resamples, seed=self.seed,
                              notes=self.notes)
         if write:

@@ -157,7 +157,8 @@ def _stratified(candidates, count, rng):
 
 
 def sample_architectures(setup, num_archs, seed=0, band=0.8,
-                         pool_size=None, walk_steps=40):
+                         pool_size=None, walk_steps=40, band_share=0.5,
+                         include_fixed=True):
     """Draw ``num_archs`` distinct in-budget structures for a rank study.
 
     Args:
@@ -171,6 +172,13 @@ def sample_architectures(setup, num_archs, seed=0, band=0.8,
         pool_size (int, optional): Random samples of the space in the pool;
             defaults to ``max(2000, 100 * num_archs)``.
         walk_steps (int): Steps of each mutation walk.
+        band_share (float): The least share of the sample in the band
+            (0.5: at least half; 1.0: all of it, as calibrating the band
+            needs).
+        include_fixed (bool): Always hold the search's best and the
+            starting structure (every study holds them; a calibration
+            leaves them out so that it shares no structure with the
+            studies it calibrates).
 
     Returns:
         dict: ``archs`` (a list of dicts with ``id``, ``role`` - ``best``,
@@ -222,6 +230,8 @@ def sample_architectures(setup, num_archs, seed=0, band=0.8,
     band_flops = band * reference
     fixed = [(best, 'best')] + ([(start, 'start')] if start is not None
                                 and start != best else [])
+    if not include_fixed:
+        fixed = []
     chosen = {structure: role for structure, role in fixed}
     in_band = [e for e in entries if e['cost']['flops'] >= band_flops]
     fixed_band = sum(pool.entries[s]['cost']['flops'] >= band_flops
@@ -230,9 +240,11 @@ def sample_architectures(setup, num_archs, seed=0, band=0.8,
     below = sorted((e for e in entries if e['cost']['flops'] < band_flops
                     and e['structure'] not in chosen),
                    key=lambda e: (e['score'], e['cost']['flops']))
-    # at least half in the band; fewer below when the range runs short
-    wanted_below = max(fixed_below, min(num_archs - math.ceil(num_archs / 2),
-                                        len(below) + fixed_below))
+    # at least band_share in the band; fewer below when the range runs
+    # short
+    wanted_below = max(fixed_below, min(
+        num_archs - math.ceil(num_archs * band_share),
+        len(below) + fixed_below))
     wanted_band = num_archs - wanted_below
     if len(in_band) < wanted_band:
         raise StudyError(
@@ -240,6 +252,16 @@ def sample_architectures(setup, num_archs, seed=0, band=0.8,
             f'distinct structures in the near-budget band (FLOPs >= '
             f'{band_flops:.4g}) and {len(below) + fixed_below} below it; '
             f'the sample needs {wanted_band} in the band; lower --num-archs')
+    if not include_fixed:
+        # neither the best nor the start, nor their copies, in the sample
+        excluded = {best} | ({start} if start is not None else set())
+        in_band = [e for e in in_band if e['structure'] not in excluded]
+        below = [e for e in below if e['structure'] not in excluded]
+        if len(in_band) < wanted_band:
+            raise StudyError(
+                f'--num-archs {num_archs}: the space gives only '
+                f'{len(in_band)} distinct structures in the near-budget band '
+                f'besides the best and the start; lower --num-archs')
     band_group = sorted((e for e in in_band if e['structure'] not in chosen),
                         key=lambda e: (e['score'], e['cost']['flops']))
     for group, role, wanted in ((band_group, 'band', wanted_band - fixed_band),
