@@ -4,6 +4,7 @@ import json
 import os
 import os.path as osp
 import statistics
+import subprocess
 import sys
 import textwrap
 
@@ -181,6 +182,10 @@ with open(os.environ['FAKE_CALLS'], 'a') as f:
     f.write(f'{name} {seed}\\n')
 if os.environ.get('FAKE_FAIL') == f'{name} {seed}':
     sys.exit(3)
+if os.environ.get('FAKE_KILL') == f'{name} {seed}':
+    import signal
+    os.kill(os.getppid(), signal.SIGKILL)  # the bench dies mid-run
+    sys.exit(0)
 out = os.path.join(work_dir, '20260101_000000', 'vis_data')
 os.makedirs(out)
 with open(os.path.join(out, 'scalars.json'), 'w') as f:
@@ -259,6 +264,32 @@ def test_bench_trains_every_run_and_resume_skips_finished(tmp_path,
         settings = json.load(f)
     assert (settings['epochs'], settings['seeds']) == (3, 2)
     assert settings['data_root'] == str(tmp_path / 'data')
+
+
+def test_killed_bench_resumes_only_the_unfinished_runs(tmp_path,
+                                                     monkeypatch):
+    bench = _fake_bench(tmp_path, monkeypatch)
+    script = textwrap.dedent(f'''
+        import os, sys
+        sys.path.insert(0, {osp.join(ROOT, 'bench')!r})
+        import e3d_vs_x3d as bench
+        b = bench.Comparison({bench.work_dir!r}, seeds=2, epochs=3,
+                             data_root={bench.data_root!r},
+                             train_command=[sys.executable,
+                                            {str(tmp_path / 'fake_train.py')!r}],
+                             queue=dict(jobs=1))
+        b.train()
+        ''')
+    proc = subprocess.run([sys.executable, '-c', script], timeout=300,
+                          env=dict(os.environ, FAKE_KILL='x3d 0'),
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert _calls(tmp_path) == ['e3d-searched 0', 'e3d-random 0', 'x3d 0']
+    resumed = _fake_bench(tmp_path, monkeypatch, resume=True)
+    assert [(r['model'], r['seed']) for r in resumed.train()] == [
+        ('x3d', 0), ('e3d-searched', 1), ('e3d-random', 1), ('x3d', 1)]
+    assert _calls(tmp_path)[3:] == ['x3d 0', 'e3d-searched 1',
+                                    'e3d-random 1', 'x3d 1']
 
 
 def test_bench_resume_refuses_changed_settings(tmp_path, monkeypatch):

@@ -96,6 +96,7 @@ def test_runs_at_once_single_threaded_and_recorded(fake, monkeypatch):
                for r in records)
     calls = fake['calls']()
     assert {c['omp'] for c in calls} == {'1'}
+    assert {c['gpu'] for c in calls} == {''}  # CPU runs see no GPU
     spans = sorted((c['begin'], c['end']) for c in calls)
     # two at a time: every run overlaps another, never three at once
     assert any(a[0] < b[1] and b[0] < a[1]

@@ -22,7 +22,8 @@ kill interrupted starts over in a fresh run dir.
 
 Where runs go (``launcher``):
 
-* ``local`` on CPU (``gpus=0``): ``jobs`` runs at once, each with
+* ``local`` on CPU (``gpus=0``, ``CUDA_VISIBLE_DEVICES`` emptied for the
+  runs): ``jobs`` runs at once, each with
   ``threads`` intra-op threads (``OMP_NUM_THREADS``). A study is many small
   trainings, and small 3D convs scale poorly over threads: on 2 cores two
   one-thread runs side by side finish more runs per hour than one
@@ -299,8 +300,8 @@ class RunQueue:
             (default: one per usable core on CPU, 1 through slurm).
         threads (int, optional): Intra-op threads of each run (default 1
             on CPU; usable cores over the runs at once with GPUs).
-        gpus (int): Local GPUs to spread runs over (0: CPU / default
-            device).
+        gpus (int): Local GPUs to spread runs over (0: the runs train on
+            the CPU).
         runs_per_gpu (int, optional): Runs at once on each GPU (default 1).
         launcher (str): ``'local'`` or ``'slurm'``.
         partition, gpus_per_task, cpus_per_task, srun_args: ``srun``'s
@@ -507,6 +508,9 @@ class RunQueue:
         command, env = self.command(run)
         if slot is not None:
             env['CUDA_VISIBLE_DEVICES'] = str(slot)
+        elif self.launcher == 'local':
+            # gpus=0: the runs train on the CPU, whatever the machine has
+            env['CUDA_VISIBLE_DEVICES'] = ''
         log = open(osp.join(run.run_dir, 'train.log'), 'wb')
         try:
             proc = subprocess.Popen(command, stdout=log,
