@@ -242,8 +242,11 @@ class LatencyTable:
         block = Block(key.kind, key.in_channels, key.out_channels, key.kernel,
                       key.kernel_t, key.stride, 1, key.bottleneck, key.se,
                       None)
+        # as the backbone builds it (fast_depthwise only changes the CPU
+        # backward, not the inference this table times)
         unit = build_units(block, dict(type='Conv3d'),
-                           dict(type='BN3d', requires_grad=True), act_cfg)
+                           dict(type='BN3d', requires_grad=True), act_cfg,
+                           fast_depthwise=True)
         assert isinstance(unit, nn.Sequential) and len(unit) == 1
         return unit
 
