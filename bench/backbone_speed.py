@@ -71,6 +71,7 @@ MODES = ('train', 'infer')
 STEP_RANGE = 'backbone_speed_step'
 CONV_FORWARD = 'aten::convolution'
 CONV_BACKWARD = 'aten::convolution_backward'
+DEPTHWISE_BACKWARD = '_DepthwiseConv3dFunctionBackward'
 
 
 def positive_int(text):
@@ -218,6 +219,10 @@ def conv_kind(event):
     None. Judged from the recorded shapes: a depthwise weight has one input
     channel per group, ``(C_out, 1, kt, k, k)``, for an input of more than
     one channel."""
+    if event.name == DEPTHWISE_BACKWARD:
+        # E3D's depthwise convs with the numba CPU backward
+        # (e3d_plugin.models.depthwise): no aten op in their backward
+        return 'depthwise'
     if event.name == CONV_FORWARD:
         index = 0
     elif event.name == CONV_BACKWARD:
