@@ -690,7 +690,7 @@ def test_tool_trains_a_small_study_and_resumes(tmp_path, capsys):
     assert tool.main(argv) == 0
     out = capsys.readouterr()
     assert 'seed-noise ceiling' in out.out and 'STEntr-Score' in out.out
-    assert '[6/6] a02 seed 1: top-1' in out.err
+    assert '[6/6] a02 seed 1: acc/top1 ' in out.err
     report = json.load(open(osp.join(work_dir, 'rank_study.json')))
     assert len(report['archs']) == 3 and report['runs_done'] == 6
     for arch in report['archs']:
