@@ -174,9 +174,9 @@ def run_new(runs, work_dir, stream):
                   for name, config, seed, options in runs]
     done = queue.run(queue_runs)
     records = []
-    for run, record in zip(queue_runs, sorted(
-            done, key=lambda r: [q.key for q in queue_runs].index(
-                dict(name=r['name'], seed=r['seed'])))):
+    by_key = {(r['name'], r['seed']): r for r in done}
+    for run in queue_runs:
+        record = by_key[(run.key['name'], run.key['seed'])]
         records.append(dict(
             name=record['name'], seed=record['seed'],
             returncode=record['returncode'], elapsed_s=record['elapsed_s'],

@@ -26,6 +26,9 @@ from .sampler import StudyError, build_searcher, sample_architectures
 PLAN_NAME = 'study_plan.json'
 PLAN_FORMAT = 'e3d-rank-study'
 PLAN_VERSION = 1
+#: Settings of a calibration and their study defaults: a plan records them
+#: only where they differ (plans written before them still match).
+CALIBRATION_DEFAULTS = dict(first_seed=0, band_share=0.5, include_fixed=True)
 
 
 def _normal(value):
@@ -187,12 +190,9 @@ class RankStudy:
             train_cfg_options=self.train_cfg_options,
             metric=self.metric,
             num_candidates=self.num_candidates)
-        for key, value, default in (
-                ('first_seed', self.first_seed, 0),
-                ('band_share', self.band_share, 0.5),
-                ('include_fixed', self.include_fixed, True)):
-            if value != default:
-                settings[key] = value
+        for key, default in CALIBRATION_DEFAULTS.items():
+            if getattr(self, key) != default:
+                settings[key] = getattr(self, key)
         return _normal(settings)
 
     def log(self, text):
@@ -249,8 +249,7 @@ class RankStudy:
             plan = self._load_plan()
             if plan['settings'] != self.settings():
                 old, new = plan['settings'], self.settings()
-                defaults = dict(first_seed=0, band_share=0.5,
-                                include_fixed=True)
+                defaults = CALIBRATION_DEFAULTS
                 keys = list(new) + [k for k in old if k not in new]
                 diff = next(k for k in keys if old.get(k, defaults.get(k))
                             != new.get(k, defaults.get(k)))
