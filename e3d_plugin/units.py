@@ -32,6 +32,9 @@ BOTTLENECK_KINDS = ('btn', 'dwbtn')
 #: Convs on the main path of one unit of each kind (SE convs excluded): the
 #: "layers" of the published E3D budgets.
 CONVS_PER_UNIT = {'conv': 1, 'res': 2, 'btn': 3, 'dwbtn': 3}
+#: ``(kt, k, k)`` convs on the main path of one unit of each kind: each
+#: widens the temporal receptive field by ``kt - 1`` frames.
+TEMPORAL_CONVS_PER_UNIT = {'conv': 1, 'res': 2, 'btn': 1, 'dwbtn': 1}
 #: A block's ``act`` name -> the mmcv activation config its units build.
 #: Callers that hand a config to a builder should pass a copy.
 ACT_CFGS = {
@@ -135,6 +138,19 @@ def _walk(structure, frames, height, width):
         yield from units
 
 
+def temporal_receptive_field(structure):
+    """Frames of the clip that one output position of the backbone sees.
+
+    Every conv pads ``kt // 2`` frames (a causal one ``kt - 1`` before) and
+    no conv strides or dilates in time, so each ``(kt, k, k)`` conv widens
+    the field by ``kt - 1``: the field is ``1 + sum(kt - 1)`` over the main
+    path's convs (SE and shortcuts add nothing). A structure with ``kt = 1``
+    everywhere has a field of 1 frame: it cannot see motion.
+    """
+    return 1 + sum((block.kernel_t - 1) * block.depth *
+                   TEMPORAL_CONVS_PER_UNIT[block.kind] for block in structure)
+
+
 def block_input_sizes(structure, image_size=224, frames=16) -> List[Size]:
     """The ``(T, H, W)`` each block of ``structure`` receives."""
     return [unit.in_size for unit in iter_units(structure, image_size, frames)
@@ -145,5 +161,5 @@ __all__ = [
     'KINDS', 'RESIDUAL_KINDS', 'BOTTLENECK_KINDS', 'CONVS_PER_UNIT',
     'ACT_CFGS', 'ACTIVATIONS', 'Unit', 'conv_output_size',
     'score_output_size', 'image_hw', 'iter_units', 'block_units',
-    'block_input_sizes'
+    'block_input_sizes', 'TEMPORAL_CONVS_PER_UNIT', 'temporal_receptive_field'
 ]

