@@ -167,3 +167,28 @@ def test_search_refuses_a_blind_start_and_finds_a_seeing_best():
     assert temporal_receptive_field(result['best_structure']) >= 2
     assert all(temporal_receptive_field(entry['structure']) >= 2
                for entry in result['top_k'])
+
+
+def test_temporal_coverage_option_of_the_score():
+    from e3d_plugin.nas import STEntrScore
+    args = dict(image_size=40, frames=8, stage_weights=(0, 0, 0, 1))
+    plain = STEntrScore(**args)
+    covered = STEntrScore(**args, temporal_coverage=True)
+    xs = get_preset('E3D-XS')  # sees 11 >= 8 frames: unchanged
+    assert covered(xs) == plain(xs)
+    blind = Structure.from_dicts(
+        [dict(b, kt=1) for b in xs.to_dicts()])
+    assert covered(blind) == pytest.approx(plain(blind) / 8, rel=1e-12)
+    three = Structure.from_dicts(
+        [dict(b, kt=3 if i == 2 else 1) for i, b in enumerate(
+            xs.to_dicts())])
+    assert temporal_receptive_field(three) == 1 + 2 * xs[2].depth
+    seen = min(temporal_receptive_field(three), 8)
+    assert covered(three) == pytest.approx(plain(three) * seen / 8,
+                                           rel=1e-12)
+    assert 'temporal_coverage' not in plain.settings()
+    assert covered.settings()['temporal_coverage'] is True
+    assert repr(covered).endswith('temporal_coverage=True)')
+    with pytest.raises(ValueError, match='temporal_coverage must be True '
+                       'or False'):
+        STEntrScore(temporal_coverage='yes')

@@ -24,6 +24,14 @@ before every stride-2 block (but the first) and at the last block; a
 stage's score is the sum over all units from the stem to its end plus
 ``log(C_out)`` of its last block, and the total is
 ``sum(stage_weights[i] * stage_score[i])``.
+
+``temporal_coverage=True`` (an option, off by default: the published
+values are those without it) multiplies the total by ``min(R, T) / T``,
+the share of the clip that one output position sees, with ``R`` the
+structure's temporal receptive field
+(:func:`~e3d_plugin.units.temporal_receptive_field`). It has no free
+parameter: a structure that sees the whole clip keeps its score, a
+motion-blind one (``R = 1``) keeps ``1 / T`` of it.
 """
 import math
 import random
@@ -32,7 +40,7 @@ import zlib
 from ..checks import (check_bool, check_int, check_list, check_number,
                       image_hw)
 from ..registry import SCORES
-from ..units import KINDS, score_output_size
+from ..units import KINDS, score_output_size, temporal_receptive_field
 
 
 #: Smallest ``1 - cos`` used in ``alpha`` (caps alpha at about 27.6).
@@ -67,13 +75,17 @@ class STEntrScore:
             gives the plain 3D entropy (the paper's ablation). Must be
             ``True`` or ``False``: the string ``'false'`` is refused, not
             read as True.
+        temporal_coverage (bool): Multiply the score by the share of the
+            clip one output position sees, ``min(R, T) / T`` (see the
+            module docstring). Defaults to False (the published score).
 
     Every argument is checked; a wrong type or value raises ValueError
     naming the argument and what it accepts.
     """
 
     def __init__(self, image_size=224, frames=16,
-                 stage_weights=(0, 0, 0, 0, 1), refine=True):
+                 stage_weights=(0, 0, 0, 0, 1), refine=True,
+                 temporal_coverage=False):
         name = type(self).__name__
         self.image_size = image_hw(image_size, name)
         self.frames = check_int(name, 'frames', frames, low=1)
@@ -86,6 +98,8 @@ class STEntrScore:
                 f'{name}: stage_weights must have a non-zero weight, got '
                 f'{list(self.stage_weights)}; every structure would score 0')
         self.refine = check_bool(name, 'refine', refine)
+        self.temporal_coverage = check_bool(name, 'temporal_coverage',
+                                            temporal_coverage)
         # (height, width, stride, kt, k) -> (out height, out width,
         # 0.5 * log(kt * k * k), 0.5 * log(alpha))
         self._blocks = {}
@@ -160,19 +174,29 @@ class STEntrScore:
                 'stage ends before each stride-2 block) but stage_weights has '
                 f'{len(self.stage_weights)} entries; give one weight per '
                 'stage')
-        return sum(w * s for w, s in zip(self.stage_weights, scores) if w)
+        total = sum(w * s for w, s in zip(self.stage_weights, scores) if w)
+        if self.temporal_coverage:
+            seen = min(temporal_receptive_field(structure), self.frames)
+            total *= seen / self.frames
+        return total
 
     def settings(self):
         """The arguments of the score, JSON-ready (to compare a search
         checkpoint's score with the configured one)."""
         return dict(image_size=list(self.image_size), frames=self.frames,
                     stage_weights=list(self.stage_weights),
-                    refine=self.refine)
+                    refine=self.refine,
+                    # recorded only when set: checkpoints from before the
+                    # option still match
+                    **(dict(temporal_coverage=True)
+                       if self.temporal_coverage else {}))
 
     def __repr__(self):
         return (f'STEntrScore(image_size={self.image_size}, frames='
                 f'{self.frames}, stage_weights={self.stage_weights}, refine='
-                f'{self.refine})')
+                f'{self.refine}'
+                + (', temporal_coverage=True' if self.temporal_coverage
+                   else '') + ')')
 
 
 @SCORES.register_module()
