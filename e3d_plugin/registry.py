@@ -4,7 +4,8 @@ Each has the scope ``e3d_plugin``; a parent holds one child per scope, so the
 first two hang under two roots, chosen by role (as mmrazor does for its
 mutators):
 
-* ``SCORES`` (``STEntrScore``, ``RandomScore``) under ``TASK_UTILS``;
+* ``SCORES`` (``STEntrScore``, ``RandomScore`` and the proxy zoo of
+  :mod:`e3d_plugin.nas.zoo`) under ``TASK_UTILS``;
 * ``SEARCH_SPACES`` (``E3DSearchSpace``) under ``MODELS``;
 * ``SEARCHERS`` (``EntropyEvolution``) stands alone: a searcher is no
   mmengine loop (it is not built by a ``Runner`` and has no ``runner``

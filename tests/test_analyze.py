@@ -103,8 +103,9 @@ def configs(tmp_path_factory):
     (['E3D-M', '--image-size', 'abc'], "error: argument --image-size: "
      "invalid int value: 'abc' (see --help)"),
     (['E3D-M', '--score-cfg', 'type=Nope'],
-     "error: unknown score type 'Nope'; registered: RandomScore, "
-     'STEntrScore'),
+     "error: unknown score type 'Nope'; registered: FlopsScore, "
+     'GradNormScore, LayersScore, NASWOTScore, ParamsScore, RandomScore, '
+     'STEntrScore, SynFlowScore, ZenScore, ZiCoScore'),
     (['E3D-M', '--score-cfg', 'stage_weights=(1,1)'],
      'error: STEntrScore: the structure has 5 stages'),
     (['E3D-M', '--score-cfg', 'stage_weights=7'],

@@ -171,7 +171,8 @@ def test_search_tool_outputs(tmp_path, capsys):
 
 @pytest.mark.parametrize('options,message', [
     (['score.type=Nope'], "error: unknown score type 'Nope'; registered: "
-     'RandomScore, STEntrScore'),
+     'FlopsScore, GradNormScore, LayersScore, NASWOTScore, ParamsScore, '
+     'RandomScore, STEntrScore, SynFlowScore, ZenScore, ZiCoScore'),
     (['search.budgets.flops=1000000'], 'error: no structure of the space '
      'meets the flops budget'),
     (['search=None'], "is missing the required key 'search'"),

@@ -61,8 +61,9 @@ OPTION_CASES = [
      "argument 'foo'"),
     ('score.foo=1', "score: STEntrScore.__init__() got an unexpected keyword "
      "argument 'foo'"),
-    ('score.type=Nope', "unknown score type 'Nope'; registered: RandomScore, "
-     'STEntrScore'),
+    ('score.type=Nope', "unknown score type 'Nope'; registered: FlopsScore, "
+     'GradNormScore, LayersScore, NASWOTScore, ParamsScore, RandomScore, '
+     'STEntrScore, SynFlowScore, ZenScore, ZiCoScore'),
     ('search.budgets.gflops=5', "unknown budget 'gflops'; budgets are flops, "
      'params, layers, latency'),
     ('init_structure=Nope', "init_structure: 'Nope' is neither a preset"),

@@ -1,4 +1,5 @@
-"""Search a 3D CNN that maximises the STEntr-Score under budgets.
+"""Search a 3D CNN that maximises a training-free score (STEntr-Score, or
+any score of the proxy zoo: ``score.type``) under budgets.
 
     python tools/search.py CONFIG [--work-dir DIR] [--cfg-options k=v ...]
         [--resume] [--seed N] [--no-progress]

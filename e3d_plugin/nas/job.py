@@ -15,7 +15,8 @@ from mmengine.logging import MMLogger
 
 from ..launch import LaunchError, load_config, merge_cfg_options
 from .builder import build_search, check_search_config
-from .results import train_base_backbone, write_results
+from .results import (score_label, train_base_backbone,
+                      write_results)
 from .state import SearchError
 
 #: The options of a family config that are its own; the rest go to its
@@ -120,7 +121,7 @@ def run_search(cfg, config_path, work_dir, *, seed=None, resume=False,
     summary = write_results(result, work_dir, config=config_path,
                             train_base=train_base)
     searcher.logger.info(
-        f"best STEntr-Score {summary['best_score']:.6f} "
+        f"best {score_label(searcher.score)} {summary['best_score']:.6f} "
         f"({summary['best_flops'] / 1e9:.3f} GFLOPs, "
         f"{summary['best_params'] / 1e6:.3f} M params, "
         f"{summary['best_layers']} layers"

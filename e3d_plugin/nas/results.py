@@ -256,8 +256,20 @@ def remove_stale_temporaries(work_dir):
 
 
 # ----------------------------------------------------------------------
-def plot_curve(curve, path):
-    """Best and median population score against candidates evaluated."""
+#: How logs and plots name a score type (any other type: its own name).
+SCORE_LABELS = {'STEntrScore': 'STEntr-Score'}
+
+
+def score_label(score):
+    """The name of ``score`` (an object or its type name) in logs and
+    plots."""
+    name = score if isinstance(score, str) else type(score).__name__
+    return SCORE_LABELS.get(name, name)
+
+
+def plot_curve(curve, path, label='STEntr-Score'):
+    """Best and median population score (named ``label``) against
+    candidates evaluated."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -266,7 +278,7 @@ def plot_curve(curve, path):
     ax.plot(done, [point[1] for point in curve], label='best')
     ax.plot(done, [point[2] for point in curve], label='population median')
     ax.set_xlabel('candidates evaluated')
-    ax.set_ylabel('STEntr-Score')
+    ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -366,7 +378,10 @@ def write_results(result, work_dir, config=None, train_base=None):
     summary = summarize(result, best_path, config)
     with open(osp.join(work_dir, 'search_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    plot_curve(result['curve'], osp.join(work_dir, 'search_curve.png'))
+    score_type = ((result.get('settings') or {}).get('score') or {}).get(
+        'type', 'STEntrScore')
+    plot_curve(result['curve'], osp.join(work_dir, 'search_curve.png'),
+               score_label(score_type))
     if train_base:
         write_train_config(osp.join(work_dir, 'e3d_searched.py'), train_base,
                            best_path, best.out_channels)
@@ -376,4 +391,5 @@ def write_results(result, work_dir, config=None, train_base=None):
 __all__ = ['CHECKPOINT_NAME', 'checkpoint_path', 'write_checkpoint',
            'read_checkpoint', 'load_payload', 'check_new_search',
            'remove_stale_temporaries', 'write_results', 'summarize',
-           'plot_curve', 'write_train_config', 'train_base_backbone']
+           'plot_curve', 'score_label', 'SCORE_LABELS', 'write_train_config',
+           'train_base_backbone']
