@@ -24,7 +24,14 @@ really there:
   key is an identifier, and ``in`` is one but also a keyword: a config with
   an in-line structure (``structure=[dict(kind=..., **{'in': 3, ...})]``)
   fails with "Failed to format the config file". Where mmengine's text does
-  not parse, the config is written with literal ``{...}`` dicts instead.
+  not parse, the config is written with literal ``{...}`` dicts instead;
+* mmaction2 1.2.0 imports its multimodal models (VindLU) whenever
+  ``transformers >= 4.28`` is installed, and transformers 5 no longer has
+  names they import (``apply_chunking_to_forward``), so ``import
+  mmaction.models`` fails beside it. When the imports those modules make
+  from ``transformers`` do not resolve, a stand-in multimodal module
+  registers the VindLU names as placeholders that raise a clear error when
+  built, as mmaction2 does when transformers is missing.
 
 :func:`apply` is idempotent and cheap; ``import e3d_plugin`` calls it first.
 """
@@ -52,6 +59,92 @@ class DRN:
             'DRN is not available: the mmaction2 1.2.0 wheel does not ship '
             '`mmaction.models.localizers.drn`. Install mmaction2 from source '
             'to use it.')
+
+
+_MULTIMODAL = 'mmaction.models.multimodal'
+_MULTIMODAL_NAMES = ('VindLUVQA', 'VindLURetrievalMC', 'VindLURetrieval')
+
+
+def _transformers_imports(folder):
+    """The ``import transformers...`` / ``from transformers... import``
+    statements at the top level of the modules in ``folder``."""
+    import ast
+    import glob
+    statements = []
+    for path in sorted(glob.glob(osp.join(folder, '*.py'))):
+        try:
+            with open(path, encoding='utf-8') as f:
+                tree = ast.parse(f.read(), path)
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and not node.level and (
+                    node.module or '').split('.')[0] == 'transformers':
+                statements.append(node)
+            elif isinstance(node, ast.Import) and any(
+                    alias.name.split('.')[0] == 'transformers'
+                    for alias in node.names):
+                statements.append(node)
+    return statements
+
+
+def unresolved_transformers_import(folder):
+    """The first transformers import of the modules in ``folder`` that
+    fails here, as ``(statement text, error)``; None when all resolve."""
+    import ast
+    for node in _transformers_imports(folder):
+        code = ast.unparse(node)
+        try:
+            exec(compile(code, '<transformers probe>', 'exec'), {})
+        except Exception as e:  # ImportError, or a broken install
+            return code, f'{type(e).__name__}: {e}'
+    return None
+
+
+class MultimodalUnavailable:
+    """Stand-in for mmaction2's multimodal (VindLU) models when the
+    installed transformers does not provide what they import."""
+
+    reason = ''
+
+    def __init__(self, *args, **kwargs):
+        raise ImportError(
+            'mmaction2 1.2.0\'s multimodal models (VindLU) do not import '
+            f'with the installed transformers ({self.reason}); install '
+            '"transformers>=4.28,<5" to use them. The rest of mmaction2 and '
+            'e3d_plugin work without them.')
+
+
+def _bridge_multimodal():
+    if _MULTIMODAL in sys.modules or 'mmaction.models' in sys.modules:
+        return
+    if importlib.util.find_spec('transformers') is None:
+        return  # mmaction2 registers its own placeholders
+    spec = importlib.util.find_spec('mmaction')
+    if spec is None or not spec.submodule_search_locations:
+        return
+    root = list(spec.submodule_search_locations)[0]
+    folder = osp.join(root, 'models', 'multimodal', 'vindlu')
+    if not osp.isdir(folder):
+        return
+    from mmaction.utils.dependency import WITH_MULTIMODAL
+    if not WITH_MULTIMODAL:
+        return  # mmaction2 does not import them
+    failure = unresolved_transformers_import(folder)
+    if failure is None:
+        return
+    statement, error = failure
+    from mmaction.registry import MODELS
+    module = types.ModuleType(_MULTIMODAL)
+    module.__path__ = []
+    module.__doc__ = ('Stand-in created by e3d_plugin: the installed '
+                      'transformers breaks mmaction2\'s multimodal models.')
+    module.__all__ = []
+    reason = f'`{statement}` fails: {error}'
+    for name in _MULTIMODAL_NAMES:
+        stand_in = type(name, (MultimodalUnavailable, ), dict(reason=reason))
+        MODELS.register_module(name=name, module=stand_in, force=True)
+    sys.modules[_MULTIMODAL] = module
 
 
 def _bridge_drn():
@@ -178,6 +271,7 @@ def apply():
     _quiet_known_warnings()
     _bridge_importlib_metadata()
     _bridge_drn()
+    _bridge_multimodal()
     _bridge_pkg_resources()
     _bridge_checkpoint_loading()
     _bridge_config_keywords()
