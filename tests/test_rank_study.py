@@ -14,7 +14,8 @@ from mmengine.config import Config
 
 from e3d_plugin.cost import compute_cost
 from e3d_plugin.structure import Structure, load_structure
-from e3d_plugin.study import (RankStudy, StudyError, append_result,
+from e3d_plugin.study import (NETWORK_PROXIES, PROXIES, RankStudy,
+                              StudyError, append_result,
                               build_searcher, finished_runs, rank_correlation,
                               read_accuracy, read_results,
                               sample_architectures, top_k_overlap,
@@ -535,6 +536,123 @@ def test_calibration_options_bad_values(fake_setup, kwargs, message):
 
 
 # ----------------------------------------------------------------------
+# network proxies: computed when asked, added to a finished study
+def without_network_proxies(plan):
+    """``plan`` with what adding network proxies writes taken out."""
+    plan = json.loads(json.dumps(plan))
+    plan.pop('proxy_settings', None)
+    for arch in plan['archs']:
+        arch.pop('proxy_ms', None)
+        for name in NETWORK_PROXIES:
+            arch['proxies'].pop(name, None)
+    return plan
+
+
+def test_report_only_adds_network_proxies(fake_setup, monkeypatch):
+    from e3d_plugin.nas import NASWOTScore, SynFlowScore
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    study = fake_setup['study']('whole')
+    study.prepare()
+    study.train()
+    called(fake_setup)
+    plan_path = osp.join(study.work_dir, 'study_plan.json')
+    results_path = osp.join(study.work_dir, 'results.jsonl')
+    plan_before = json.load(open(plan_path))
+    results_before = open(results_path, 'rb').read()
+    assert 'proxy_settings' not in plan_before
+    assert all(set(a['proxies']) == set(PROXIES)
+               for a in plan_before['archs'])
+
+    again = fake_setup['study']('whole', proxies=['synflow', 'naswot'])
+    again.prepare(report_only=True)
+    report = again.report()
+    assert called(fake_setup) == []  # nothing trained
+    plan = json.load(open(plan_path))
+    # the plan gains the proxies, their cost and settings, nothing else
+    assert without_network_proxies(plan) == plan_before
+    assert open(results_path, 'rb').read() == results_before
+    assert plan['proxy_settings'] == {
+        'synflow': dict(type='SynFlowScore', image_size=[64, 64], frames=8,
+                        repeats=1, seed=0, num_classes=10),
+        'naswot': dict(type='NASWOTScore', image_size=[64, 64], frames=8,
+                       batch_size=8, repeats=1, seed=0)}
+    synflow, naswot = SynFlowScore(64, 8), NASWOTScore(64, 8)
+    for arch in plan['archs']:
+        structure = Structure.from_dicts(arch['structure'])
+        assert arch['proxies']['synflow'] == synflow(structure)
+        assert arch['proxies']['naswot'] == naswot(structure)
+        assert set(arch['proxy_ms']) == {'synflow', 'naswot'}
+        assert all(ms > 0 for ms in arch['proxy_ms'].values())
+    # reported like every proxy, in report order
+    assert list(report['correlations']) == list(PROXIES) + [
+        'naswot', 'synflow']
+    means = [a['mean'] for a in report['archs']]
+    for name in ('naswot', 'synflow'):
+        values = [a['proxies'][name] for a in report['archs']]
+        stats = report['correlations'][name]
+        assert stats['kendall_tau'] == pytest.approx(rank_correlation(
+            values, means)['kendall_tau'])
+        assert set(stats['band']) >= {'kendall_tau', 'spearman_rho'}
+        assert report['proxy_ms'][name] == pytest.approx(np.mean(
+            [a['proxy_ms'][name] for a in plan['archs']]))
+    saved = json.load(open(osp.join(study.work_dir, 'rank_study.json')))
+    assert set(saved['correlations']) == set(PROXIES) | {'naswot',
+                                                         'synflow'}
+    header = open(osp.join(study.work_dir,
+                           'rank_study.csv')).readline().strip()
+    assert header.startswith('id,role,in_band,' + ','.join(PROXIES) +
+                             ',naswot,synflow,seed0_final')
+    from e3d_plugin.study import format_table
+    table = format_table(report)
+    assert '\nNASWOT ' in table and '\nSynFlow ' in table
+    assert 'cost per architecture: NASWOT ' in table
+    # asked again: nothing to compute, the plan file stays as it is
+    text = open(plan_path).read()
+    third = fake_setup['study']('whole', proxies=['naswot', 'flops'])
+    third.prepare(report_only=True)
+    assert open(plan_path).read() == text
+    # a new study asked for a network proxy computes it in its plan, with
+    # the values a finished study gets
+    new = fake_setup['study']('new', proxies=['naswot'])
+    new.prepare()
+    assert [a['proxies']['naswot'] for a in new.plan['archs']] == [
+        a['proxies']['naswot'] for a in plan['archs']]
+    assert 'synflow' not in new.plan['archs'][0]['proxies']
+
+
+def test_tool_report_only_with_proxies(fake_setup, monkeypatch, capsys):
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    study = fake_setup['study']('done')
+    study.prepare()
+    study.train()
+    called(fake_setup)
+    argv = [SEARCH_XS, '--train-config', fake_setup['train'], '--work-dir',
+            study.work_dir, '--num-candidates', '2000', '--num-archs', '4',
+            '--report-only']
+    tool = load_tool('rank_study')
+    plan_path = osp.join(study.work_dir, 'study_plan.json')
+    before = open(plan_path).read()
+    assert tool.main(argv + ['--proxies', 'grad_norm', 'nope']) == 2
+    assert capsys.readouterr().err == (
+        "error: --proxies: unknown proxy 'nope'; known: stentr_score, "
+        'stentr_score_norefine, flops, params, layers, random_score, '
+        'zen_score, naswot, synflow, grad_norm, zico\n')
+    assert open(plan_path).read() == before
+    assert tool.main(argv + ['--proxies', 'grad_norm']) == 0
+    out = capsys.readouterr()
+    assert 'proxy grad_norm: 4 architectures in ' in out.err
+    assert '\ngrad-norm ' in out.out
+    assert 'cost per architecture: grad-norm ' in out.out
+    assert called(fake_setup) == []
+    report = json.load(open(osp.join(study.work_dir, 'rank_study.json')))
+    assert 'grad_norm' in report['correlations']
+    # the study's report keeps the proxy once its plan has it
+    later = fake_setup['study']('done')
+    later.prepare(report_only=True)
+    assert 'grad_norm' in later.report(write=False)['correlations']
+
+
+# ----------------------------------------------------------------------
 # the tool: bad inputs
 def write(path, text):
     path.write_text(textwrap.dedent(text))
@@ -595,6 +713,10 @@ BAD_INPUTS = [
     (dict(extra=['--resume']),
      'error: --resume: no rank study in {work} (no study_plan.json); run '
      'without it to start one'),
+    (dict(extra=['--proxies', 'zen_score', 'zen']),
+     "error: --proxies: unknown proxy 'zen'; known: stentr_score, "
+     'stentr_score_norefine, flops, params, layers, random_score, '
+     'zen_score, naswot, synflow, grad_norm, zico'),
     (dict(extra=['--gpus', '1']),
      'error: --gpus 1: this machine has 0 CUDA devices; lower --gpus (0 '
      'trains on the CPU)'),

@@ -323,7 +323,8 @@ BAD_ARGUMENTS = [
      'integer >= 0, got -1'),
     (NASWOTScore, dict(num_classes=10), "NASWOTScore: unknown argument "
      "'num_classes'; it takes image_size, frames, batch_size, repeats, "
-     'seed, memo_size, threads (and ignores stage_weights, refine)'),
+     'seed, memo_size, threads (and ignores stage_weights, refine, '
+     'temporal_coverage)'),
     (NASWOTScore, dict(threads=-1), 'NASWOTScore: threads must be an '
      'integer in [0, 1024], got -1'),
     (SynFlowScore, dict(batch_size=4), "SynFlowScore: unknown argument "
@@ -344,7 +345,8 @@ BAD_ARGUMENTS = [
     (ParamsScore, dict(image_size=(8, )), 'ParamsScore: image_size must be '
      'a positive integer'),
     (LayersScore, dict(seed=1), "LayersScore: unknown argument 'seed'; it "
-     'takes image_size, frames (and ignores stage_weights, refine)'),
+     'takes image_size, frames (and ignores stage_weights, refine, '
+     'temporal_coverage)'),
 ]
 
 

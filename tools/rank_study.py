@@ -7,6 +7,7 @@
         [--jobs J] [--threads T] [--gpus G [--runs-per-gpu K]]
         [--launcher slurm --partition P [--gpus-per-task N]
          [--cpus-per-task N] [--srun-args "..."]] [--no-frame-cache]
+        [--proxies NAME ...]
         [--cfg-options k=v ...] [--train-cfg-options k=v ...]
 
 Draws N distinct structures of SEARCH_CONFIG's space within its budgets
@@ -21,6 +22,15 @@ rho of every proxy (STEntr-Score, STEntr-Score without refinement, FLOPs,
 params, layers, RandomScore) against the mean final validation top-1, with
 bootstrap intervals, for the whole sample and the near-budget band, next to
 the seed-noise ceiling.
+
+``--proxies`` adds network proxies of the zoo (``zen_score``, ``naswot``,
+``synflow``, ``grad_norm``, ``zico``; each builds and runs every network
+at the study's clip). With ``--report-only`` (or ``--resume``) on a study
+whose plan lacks them, they are computed for its planned architectures,
+stored in its plan and reported, without training anything again:
+
+    python tools/rank_study.py CONFIG --train-config T --work-dir DIR \\
+        --report-only --proxies zen_score naswot synflow grad_norm zico
 
 ``--cfg-options`` apply to the search config, ``--train-cfg-options`` to
 every training run. ``--resume`` continues a stopped study without
@@ -79,6 +89,12 @@ def parse_args(argv=None):
     calibration.add_argument('--final-epochs', type=int, default=1,
                              help="a run's accuracy: the mean of its last K "
                              'validations (default 1; a report setting)')
+    from e3d_plugin.study.proxies import NETWORK_PROXIES
+    parser.add_argument('--proxies', nargs='+', metavar='NAME',
+                        help='also compute these proxies (' + ', '.join(
+                            NETWORK_PROXIES) + '); a study that lacks them '
+                        'gets them for its planned architectures, also '
+                        'with --report-only')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override search config settings')
     parser.add_argument('--train-cfg-options', nargs='+', action=CfgOptionsAction,
@@ -107,7 +123,8 @@ def main(argv=None):
             num_candidates=args.num_candidates,
             keep_checkpoints=args.keep_checkpoints,
             first_seed=args.first_seed, band_share=args.band_share,
-            include_fixed=not args.no_fixed, final_epochs=args.final_epochs)
+            include_fixed=not args.no_fixed, final_epochs=args.final_epochs,
+            proxies=args.proxies)
         if args.gpus and not args.report_only:
             import torch
             available = torch.cuda.device_count()

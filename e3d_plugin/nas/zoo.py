@@ -32,8 +32,9 @@ structure again pays nothing.
 
 Every argument is checked; a wrong type or value raises ValueError naming
 the argument. The arguments only STEntrScore uses (``stage_weights``,
-``refine``) are accepted and ignored, so that a search config swaps
-``score.type`` alone; any other unknown argument is refused.
+``refine``, ``temporal_coverage``) are accepted and ignored, so that a
+search config swaps ``score.type`` alone; any other unknown argument is
+refused.
 """
 import math
 import time
@@ -49,7 +50,7 @@ from ..registry import SCORES
 from ..structure import Structure, resolve_structure
 
 #: Arguments of STEntrScore that every zoo score accepts and ignores.
-IGNORED = ('stage_weights', 'refine')
+IGNORED = ('stage_weights', 'refine', 'temporal_coverage')
 #: Activation layers whose input signs make NASWOT's binary codes.
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish,
                nn.GELU)

@@ -2,11 +2,39 @@
 
 :mod:`e3d_plugin.study.runner` (which computes them) and
 :mod:`e3d_plugin.study.report` (which correlates and writes them) both
-import :data:`PROXIES` from here.
+import them from here.
+
+Every study computes :data:`PROXIES` (they cost microseconds a structure).
+The network-based proxies of the zoo (:data:`NETWORK_PROXIES`, see
+:mod:`e3d_plugin.nas.zoo`) build and run every network, about a tenth of a
+second each on a CPU core at 8x40x40; a study computes them when asked
+(``--proxies``), and a finished study computes those its plan lacks for its
+planned architectures without training anything again.
 """
 
 #: Proxies every architecture is ranked by, in report order.
 PROXIES = ('stentr_score', 'stentr_score_norefine', 'flops', 'params',
            'layers', 'random_score')
 
-__all__ = ['PROXIES']
+#: Network-based proxies, computed when asked: name -> score type.
+NETWORK_PROXIES = {
+    'zen_score': 'ZenScore',
+    'naswot': 'NASWOTScore',
+    'synflow': 'SynFlowScore',
+    'grad_norm': 'GradNormScore',
+    'zico': 'ZiCoScore',
+}
+
+#: Every proxy a study knows, in report order.
+KNOWN_PROXIES = PROXIES + tuple(NETWORK_PROXIES)
+
+
+def plan_proxies(plan):
+    """The known proxies every architecture of ``plan`` has, in report
+    order."""
+    archs = plan['archs']
+    return [name for name in KNOWN_PROXIES
+            if archs and all(name in arch['proxies'] for arch in archs)]
+
+
+__all__ = ['PROXIES', 'NETWORK_PROXIES', 'KNOWN_PROXIES', 'plan_proxies']

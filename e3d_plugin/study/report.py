@@ -20,7 +20,7 @@ import os.path as osp
 import numpy as np
 
 from ..fileio import atomic_write
-from .proxies import PROXIES
+from .proxies import plan_proxies
 from .results import finished_runs
 from .stats import rank_correlation, top_k_overlap, trained_rank
 
@@ -32,6 +32,11 @@ PROXY_LABELS = {
     'params': 'params',
     'layers': 'layers',
     'random_score': 'RandomScore',
+    'zen_score': 'Zen-Score',
+    'naswot': 'NASWOT',
+    'synflow': 'SynFlow',
+    'grad_norm': 'grad-norm',
+    'zico': 'ZiCo',
 }
 
 
@@ -70,10 +75,14 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=(),
         ``top_rank``, the trained rank of the architecture the proxy puts
         first, and ``top_k_overlap``), ``seed_ceiling`` (seed 0 vs seed 1
         final accuracy, same keys, with ``band``), ``top_k``, ``num_runs``,
-        ``runs_done``, ``settings``, ``budgets``, ``band_flops`` and
-        ``notes``. With ``final_epochs`` K > 1 a run's final accuracy is
-        the mean of its last K validations. The seed-noise ceiling compares
-        the study's first two training seeds.
+        ``runs_done``, ``settings``, ``budgets``, ``band_flops``,
+        ``proxy_ms`` (the mean milliseconds per architecture of each
+        network proxy) and ``notes``. Every proxy the plan holds for all
+        its architectures is reported (see
+        :func:`~e3d_plugin.study.proxies.plan_proxies`). With
+        ``final_epochs`` K > 1 a run's final accuracy is the mean of its
+        last K validations. The seed-noise ceiling compares the study's
+        first two training seeds.
     """
     acc = _accuracies(plan, records, final_epochs)
     seeds = plan['settings']['seeds']
@@ -92,7 +101,8 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=(),
     band = [a for a in trained if a['in_band']]
     k = max(1, round(len(trained) / 4))
     correlations = {}
-    for proxy in PROXIES:
+    proxies = plan_proxies(plan)
+    for proxy in proxies:
         entry = {}
         for name, group in (('all', trained), ('band', band)):
             values = [a['proxies'][proxy] for a in group]
@@ -140,12 +150,24 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=(),
         archs=archs,
         correlations=correlations,
         seed_ceiling=ceiling,
+        proxy_ms=proxy_cost(plan, proxies),
         notes=list(plan.get('notes', [])) + list(notes))
 
 
+def proxy_cost(plan, proxies):
+    """Mean milliseconds per architecture of each proxy of ``proxies`` whose
+    cost the plan records (the network proxies)."""
+    cost = {}
+    for name in proxies:
+        times = [arch.get('proxy_ms', {}).get(name) for arch in plan['archs']]
+        if times and all(isinstance(t, (int, float)) for t in times):
+            cost[name] = float(np.mean(times))
+    return cost
+
+
 def _json_ready(value):
-    """NaN becomes null (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
+    """NaN and infinities become null (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _json_ready(v) for k, v in value.items()}
@@ -200,6 +222,11 @@ def format_table(report):
     notes = [f"{', '.join(labels)} ({part}): {note}"
              for (part, note), labels in grouped.items()]
     lines.extend(f'note: {note}' for note in report['notes'] + notes)
+    cost = report.get('proxy_ms') or {}
+    if cost:
+        lines.append('cost per architecture: ' + ', '.join(
+            f'{PROXY_LABELS.get(name, name)} {ms:.0f} ms'
+            for name, ms in cost.items()))
     lines.append('top rank: trained rank of the architecture the proxy puts '
                  f"first; top-k: overlap of the {report['top_k']} best by "
                  'proxy and by accuracy (whole sample)')
@@ -210,7 +237,8 @@ def write_csv(report, path):
     """One row per architecture: role, band, proxies, accuracy per seed."""
     first = report['settings'].get('first_seed', 0)
     seeds = range(first, first + report['settings']['seeds'])
-    fields = ['id', 'role', 'in_band', *PROXIES]
+    proxies = list(report['correlations'])
+    fields = ['id', 'role', 'in_band', *proxies]
     for seed in seeds:
         fields += [f'seed{seed}_final', f'seed{seed}_best']
     fields += ['mean_final', 'std_final']
@@ -219,7 +247,7 @@ def write_csv(report, path):
         writer.writerow(fields)
         for arch in report['archs']:
             row = [arch['id'], arch['role'], int(arch['in_band'])]
-            row += [arch['proxies'][p] for p in PROXIES]
+            row += [arch['proxies'][p] for p in proxies]
             for seed in seeds:
                 acc = arch['acc'].get(str(seed))
                 row += [acc['final'], acc['best']] if acc else ['', '']

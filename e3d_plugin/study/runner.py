@@ -8,7 +8,10 @@ its own process, collect the accuracies.
     report = study.report()  # statistics and the files of the work dir
 
 Work dir layout: ``study_plan.json`` (settings and the sampled
-architectures with their proxies), ``results.jsonl`` (one line per finished
+architectures with their proxies; network proxies, see
+:data:`~e3d_plugin.study.proxies.NETWORK_PROXIES`, with their cost per
+architecture in ``proxy_ms`` and their score settings in the plan's
+``proxy_settings``), ``results.jsonl`` (one line per finished
 or failed run, append-only), ``runs/<arch>_seed<s>/`` (the generated
 ``config.py``, ``train.log`` and mmengine's work dir of one run), and the
 report files (see :mod:`e3d_plugin.study.report`).
@@ -19,7 +22,10 @@ import os.path as osp
 import sys
 
 from ..fileio import atomic_write
-from .proxies import PROXIES
+from ..nas.evolution import object_settings
+from ..registry import SCORES, build
+from ..structure import Structure
+from .proxies import KNOWN_PROXIES, NETWORK_PROXIES, PROXIES
 from .queue import RESULTS_NAME, Run, RunQueue, read_accuracy, read_scalars
 from .sampler import StudyError, build_searcher, sample_architectures
 
@@ -66,6 +72,32 @@ def write_run_config(path, train_config, structure, seed):
     return path
 
 
+def check_proxies(proxies):
+    """``proxies`` (None or a list of names of
+    :data:`~e3d_plugin.study.proxies.KNOWN_PROXIES`) as a tuple without
+    repeats; :class:`StudyError` naming the first unknown one."""
+    if proxies is None:
+        return ()
+    if isinstance(proxies, str) or not isinstance(proxies, (list, tuple)):
+        raise StudyError(f'--proxies must be a list of proxy names, got '
+                         f'{proxies!r}')
+    for name in proxies:
+        if name not in KNOWN_PROXIES:
+            raise StudyError(
+                f'--proxies: unknown proxy {name!r}; known: '
+                f'{", ".join(KNOWN_PROXIES)}')
+    return tuple(dict.fromkeys(proxies))
+
+
+def network_proxy_score(name, plan):
+    """The score object of the network proxy ``name`` for ``plan``: at the
+    plan's clip, seeded by the study's seed (modulo 2**31)."""
+    return build(SCORES, dict(type=NETWORK_PROXIES[name],
+                              image_size=plan['image_size'],
+                              frames=plan['frames'],
+                              seed=int(plan['settings']['seed']) % 2**31))
+
+
 class RankStudy:
     """Rank correlation of training-free proxies with trained accuracy.
 
@@ -107,6 +139,13 @@ class RankStudy:
         final_epochs (int): A run's accuracy is the mean of its last
             ``final_epochs`` validations (1: the last one); a report
             setting, changeable on ``--report-only``.
+        proxies (Sequence[str], optional): Proxies to compute beside
+            :data:`~e3d_plugin.study.proxies.PROXIES` (names of
+            :data:`~e3d_plugin.study.proxies.KNOWN_PROXIES`; the network
+            proxies of the zoo). A plan that lacks one gets it for all its
+            planned architectures when the study is prepared (also on
+            ``--resume`` and ``--report-only``: nothing is retrained);
+            they are not settings of the study.
         stream: Where progress lines go (stderr).
     """
 
@@ -115,7 +154,8 @@ class RankStudy:
                  queue=None, resume=False, metric='acc/top1',
                  num_candidates=None, n_resamples=2000, train_command=None,
                  keep_checkpoints=False, stream=None, first_seed=0,
-                 band_share=0.5, include_fixed=True, final_epochs=1):
+                 band_share=0.5, include_fixed=True, final_epochs=1,
+                 proxies=None):
         if not isinstance(num_archs, int) or num_archs < 3:
             raise StudyError(
                 '--num-archs must be an integer >= 3 (a rank correlation '
@@ -139,6 +179,7 @@ class RankStudy:
         if not isinstance(include_fixed, bool):
             raise StudyError(f'include_fixed must be True or False, got '
                              f'{include_fixed!r}')
+        self.proxies = check_proxies(proxies)
         self.search_config = search_config
         self.train_config = train_config
         self.work_dir = work_dir
@@ -267,6 +308,7 @@ class RankStudy:
             if not report_only:
                 self.check_train_config()
             self.plan = plan
+            self.add_proxies(save=True)
             return plan
         if self.resume or report_only:
             flag = '--resume' if self.resume else '--report-only'
@@ -288,12 +330,52 @@ class RankStudy:
             # the wrong type: all come from the search config
             raise StudyError(f'{self.search_config}: {e}') from None
         self.plan = self._make_plan(cfg, setup, sample)
+        self.add_proxies(save=False)
         os.makedirs(self.work_dir, exist_ok=True)
-        atomic_write(self.plan_path,
-                     lambda f: json.dump(self.plan, f, indent=1))
+        self._save_plan()
         for note in self.plan['notes']:
             self.log(f'note: {note}')
         return self.plan
+
+    def _save_plan(self):
+        atomic_write(self.plan_path,
+                     lambda f: json.dump(self.plan, f, indent=1))
+
+    def add_proxies(self, save=True):
+        """Compute every asked proxy (``proxies``) the plan lacks, for all
+        its planned architectures, and store it in the plan: the values in
+        each architecture's ``proxies``, the milliseconds each took in its
+        ``proxy_ms``, the score's settings in the plan's
+        ``proxy_settings``. Nothing else in the plan changes; with
+        ``save`` the plan file is rewritten (atomically) after each proxy.
+        Returns the names computed."""
+        added = []
+        archs = self.plan['archs']
+        for name in self.proxies:
+            if name not in NETWORK_PROXIES or all(
+                    name in arch['proxies'] for arch in archs):
+                continue
+            try:
+                score = network_proxy_score(name, self.plan)
+                values = []
+                for arch in archs:
+                    structure = Structure.from_dicts(arch['structure'])
+                    values.append((float(score(structure)), score.last_ms))
+            except (ValueError, TypeError) as e:
+                raise StudyError(f'--proxies {name}: {e}') from None
+            for arch, (value, ms) in zip(archs, values):
+                arch['proxies'][name] = value
+                arch.setdefault('proxy_ms', {})[name] = ms
+            self.plan.setdefault('proxy_settings', {})[name] = _normal(
+                object_settings(score))
+            total = sum(ms for _, ms in values)
+            self.log(f'proxy {name}: {len(archs)} architectures in '
+                     f'{total / 1000:.1f} s ({total / len(archs):.0f} ms '
+                     'each)')
+            added.append(name)
+            if save:
+                self._save_plan()
+        return added
 
     def _load_plan(self):
         try:
@@ -419,5 +501,7 @@ class RankStudy:
         return report
 
 
-__all__ = ['RankStudy', 'StudyError', 'PROXIES', 'RESULTS_NAME',
-           'write_run_config', 'read_accuracy', 'read_scalars']
+__all__ = ['RankStudy', 'StudyError', 'PROXIES', 'KNOWN_PROXIES',
+           'NETWORK_PROXIES', 'check_proxies', 'network_proxy_score',
+           'RESULTS_NAME', 'write_run_config', 'read_accuracy',
+           'read_scalars']
