@@ -197,6 +197,27 @@ def test_channels_last_same_result(structure_of):
         assert torch.allclose(plain(x), fast(x), atol=1e-5)
 
 
+def test_channels_last_only_on_cpu(structure_of):
+    """The layout follows the device: channels_last_3d on CPU, contiguous
+    on any other (here 'meta', standing in for CUDA), and back."""
+    model = E3D(structure=structure_of('dwbtn'), channels_last=True)
+    weights = [p for p in model.parameters() if p.dim() == 5]
+    assert weights and all(p.is_contiguous(
+        memory_format=torch.channels_last_3d) for p in weights)
+    model.to('meta')
+    weights = [p for p in model.parameters() if p.dim() == 5]
+    assert all(p.device.type == 'meta' for p in weights)
+    assert all(p.is_contiguous() for p in weights)
+    x = torch.empty(1, 3, 4, 16, 16, device='meta')
+    assert model._layout_input(x) is x
+    model.to_empty(device='cpu')
+    assert all(p.is_contiguous(memory_format=torch.channels_last_3d)
+               for p in model.parameters() if p.dim() == 5)
+    # off: every device keeps what it is given
+    plain = E3D(structure=structure_of('dwbtn')).to('meta')
+    assert all(p.is_contiguous() for p in plain.parameters())
+
+
 # argument -> (value, error type, the start of the expected message)
 BAD_ARGUMENTS = [
     ('arch', 3, TypeError, 'arch must be a preset name (a str such as '

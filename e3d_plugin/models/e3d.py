@@ -156,10 +156,14 @@ class E3D(BaseModule):
             depends only on frames ``0..t``; enables :meth:`init_stream` /
             :meth:`stream_step`. Same convs, so same FLOPs, parameters and
             score. Defaults to False.
-        channels_last (bool): Keep weights and activations in the
-            ``channels_last_3d`` memory format. About 2x faster training of
-            E3D-M on CPU (``bench/backbone_speed.py``); measure before using
-            it on a GPU. The tools turn it off for DDP over gloo, where it
+        channels_last (bool): On CPU, keep weights and activations in the
+            ``channels_last_3d`` memory format: about 2x faster training of
+            E3D-M there (``bench/backbone_speed.py``). On any other device
+            the backbone keeps the contiguous layout whatever this says
+            (moving the model there converts its weights back): on an H200,
+            ``channels_last_3d`` made E3D-M's training 1.7x slower in fp32
+            and 7.5x slower with AMP (``bench/gpu_check.sh``). So a recipe
+            may turn it on for CPU users without slowing GPU users down. The tools turn it off for DDP over gloo, where it
             made a rank abort now and then. Defaults to False.
         fast_depthwise (bool): Depthwise convs (of ``dwbtn`` units, when
             ``conv_cfg`` is ``Conv3d``) compute their CPU backward with
@@ -240,7 +244,7 @@ class E3D(BaseModule):
                 module.stream_key = name
         self.channels_last = channels_last
         if channels_last:
-            self.to(memory_format=torch.channels_last_3d)
+            self._match_layout()
         self._freeze_stages()
 
     @property
@@ -275,10 +279,33 @@ class E3D(BaseModule):
                 f'E3D: applying init_cfg {self.init_cfg}')
         super().init_weights()
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device) / .cuda() / .cpu() / to_empty(): the weights' layout
+        # follows the device (see ``channels_last``)
+        module = super()._apply(fn, *args, **kwargs)
+        if getattr(self, 'channels_last', False):
+            self._match_layout()
+        return module
+
+    def _match_layout(self):
+        """Put every 5-D weight in the layout of its device:
+        ``channels_last_3d`` on CPU, contiguous elsewhere."""
+        for param in self.parameters():
+            if param.dim() != 5:
+                continue
+            layout = (torch.channels_last_3d if param.device.type == 'cpu'
+                      else torch.contiguous_format)
+            if not param.is_contiguous(memory_format=layout):
+                param.data = param.data.contiguous(memory_format=layout)
+
+    def _layout_input(self, x):
+        if self.channels_last and x.device.type == 'cpu':
+            return x.contiguous(memory_format=torch.channels_last_3d)
+        return x
+
     def forward(self, x):
         """Return the features of ``out_indices`` for ``x`` of NCTHW."""
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = self._layout_input(x)
         outs = []
         for index, block in enumerate(self.blocks):
             x = block(x)
@@ -358,8 +385,7 @@ class E3D(BaseModule):
             raise ValueError(
                 "state must be the dict init_stream() or the previous "
                 "stream_step() returned (it holds 'frames')")
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = self._layout_input(x)
         cache = StreamCache(state, state['frames'])
         outs = []
         for index, block in enumerate(self.blocks):
