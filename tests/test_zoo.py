@@ -455,3 +455,16 @@ def test_search_tool_with_a_zoo_score(tmp_path, capsys):
     summary = json.load(open(osp.join(work_dir, 'search_summary.json')))
     best = load_structure(osp.join(work_dir, 'best_structure.json'))
     assert GradNormScore(16, 2, batch_size=2)(best) == summary['best_score']
+
+
+def test_analyze_names_a_zoo_score(capsys):
+    analyze = load_tool('analyze').main
+    assert analyze(['E3D-XS', '--image-size', '40', '--frames', '8',
+                    '--score-cfg', 'type=FlopsScore']) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        'FlopsScore: 15409152.0000000000')
+    assert analyze(['E3D-XS', '--score-cfg', 'type=NASWOTScore',
+                    'batch_size=1']) == 2
+    assert capsys.readouterr().err == (
+        'error: NASWOTScore: batch_size must be an integer in [2, 4096], '
+        'got 1\n')

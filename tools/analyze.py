@@ -288,9 +288,14 @@ def format_table(result, structure):
         f"{'total':>5}  {'':<6} {'':>3}  {'':<18} "
         f"{result['flops'] / 1e9:>9.4f} {result['params'] / 1e6:>11.4f} "
         f"{result['layers']:>7}")
-    lines.append(f"STEntr-Score: {result['stentr']:.10f} "
-                 f"(stage weights {tuple(result['score_cfg']['stage_weights'])}"
-                 f", refine={result['score_cfg'].get('refine', True)})")
+    kind = result['score_cfg'].get('type')
+    if kind in ('STEntrScore', 'e3d_plugin.STEntrScore'):
+        lines.append(
+            f"STEntr-Score: {result['stentr']:.10f} "
+            f"(stage weights {tuple(result['score_cfg']['stage_weights'])}"
+            f", refine={result['score_cfg'].get('refine', True)})")
+    else:  # a score of the zoo (the 'stentr' key holds its value)
+        lines.append(f"{kind}: {result['stentr']:.10f}")
     if 'latency_ms' in result:
         settings = result['latency_settings']
         line = (f"Latency: {result['latency_ms']:.2f} ms predicted")
