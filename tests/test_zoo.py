@@ -451,6 +451,8 @@ def test_search_tool_with_a_zoo_score(tmp_path, capsys):
                       'search.population_size=4']) == 0
     log = open(osp.join(work_dir, 'search.log')).read()
     assert 'best GradNormScore ' in log
+    assert 'GradNormScore: ' in log
+    assert ' structures computed by this run, ' in log
     import json
     summary = json.load(open(osp.join(work_dir, 'search_summary.json')))
     best = load_structure(osp.join(work_dir, 'best_structure.json'))

@@ -129,6 +129,11 @@ def run_search(cfg, config_path, work_dir, *, seed=None, resume=False,
            if 'best_latency' in summary else '') + ') after '
         f"{summary['num_evaluated']} candidates in "
         f"{summary['elapsed_s']:.1f} s; results in {work_dir}")
+    calls = getattr(searcher.score, 'calls', 0)
+    if calls:  # a network score of the zoo keeps its cost
+        searcher.logger.info(
+            f'{score_label(searcher.score)}: {calls} structures computed by '
+            f'this run, {searcher.score.total_ms / calls:.1f} ms each')
     return summary
 
 
