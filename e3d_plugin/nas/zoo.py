@@ -291,7 +291,7 @@ class _NetworkScore(_ZooScore):
         finally:
             if self.threads:
                 torch.set_num_threads(threads)
-        value = math.fsum(values) / len(values)
+        value = sum(values) / len(values)  # -inf stays -inf
         elapsed = (time.perf_counter() - start) * 1000
         self.last_ms = elapsed
         self.total_ms += elapsed
