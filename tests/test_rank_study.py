@@ -600,7 +600,7 @@ def test_report_only_adds_network_proxies(fake_setup, monkeypatch):
                                                          'synflow'}
     header = open(osp.join(study.work_dir,
                            'rank_study.csv')).readline().strip()
-    assert header.startswith('id,role,in_band,' + ','.join(PROXIES) +
+    assert header.startswith('id,role,in_band,temporal_rf,' + ','.join(PROXIES) +
                              ',naswot,synflow,seed0_final')
     from e3d_plugin.study import format_table
     table = format_table(report)
@@ -840,3 +840,58 @@ def test_tool_trains_a_small_study_and_resumes(tmp_path, capsys):
     assert again.out == out.out
     assert open(osp.join(work_dir,
                          'results.jsonl')).read().splitlines() == lines
+
+
+def test_report_without_motion_blind_structures():
+    from e3d_plugin.study.report import format_table, make_report
+    from e3d_plugin.structure import get_preset
+    xs = get_preset('E3D-XS').to_dicts()
+    blind = [dict(b, kt=1) for b in xs]
+    rng = random.Random(3)
+    archs, records = [], []
+    # a00, a01: motion-blind (at chance); the others see motion
+    for index in range(8):
+        structure = blind if index < 2 else xs
+        arch_id = f'a{index:02d}'
+        archs.append(dict(
+            id=arch_id, role='band', in_band=index % 4 != 3,
+            structure=structure,
+            proxies={p: rng.random() for p in PROXIES}))
+        for seed in (0, 1):
+            acc = 0.05 if index < 2 else 0.3 + 0.08 * index + 0.05 * (
+                rng.random() - 0.5)
+            records.append(dict(arch=arch_id, seed=seed, status='done',
+                                final=acc, best=acc, curve=[acc]))
+    plan = dict(settings=dict(seeds=2, metric='acc/top1'), budgets={},
+                image_size=[40, 40], frames=8, band_flops=1.0, archs=archs,
+                notes=[])
+    report = make_report(plan, records, n_resamples=200)
+    rf = {a['id']: a['temporal_rf'] for a in report['archs']}
+    assert rf['a00'] == rf['a01'] == 1 and rf['a02'] == 11
+    seeing = [a for a in report['archs'] if a['temporal_rf'] > 1]
+    for name, stats in report['correlations'].items():
+        x = [a['proxies'][name] for a in seeing]
+        y = [a['mean'] for a in seeing]
+        expected = rank_correlation(x, y, n_resamples=200)
+        assert stats['seeing']['kendall_tau'] == pytest.approx(
+            expected['kendall_tau'])
+        band = [a for a in seeing if a['in_band']]
+        expected = rank_correlation([a['proxies'][name] for a in band],
+                                    [a['mean'] for a in band],
+                                    n_resamples=200)
+        assert stats['band_seeing']['kendall_tau'] == pytest.approx(
+            expected['kendall_tau'])
+    ceiling = report['seed_ceiling']
+    expected = rank_correlation([a['acc']['0']['final'] for a in seeing],
+                                [a['acc']['1']['final'] for a in seeing],
+                                n_resamples=200)
+    assert ceiling['seeing']['kendall_tau'] == pytest.approx(
+        expected['kendall_tau'])
+    table = format_table(report)
+    assert ('without the 2 motion-blind structures (temporal receptive '
+            'field 1 frame): 6 architectures, 4 in the band') in table
+    # no motion-blind structure: no such groups
+    plan['archs'] = [a for a in archs if a['id'] not in ('a00', 'a01')]
+    report = make_report(plan, records, n_resamples=200)
+    assert 'seeing' not in report['seed_ceiling']
+    assert 'motion-blind' not in format_table(report)

@@ -1,7 +1,12 @@
 """The report of a rank study: per-architecture accuracies, rank
 correlations of every proxy with the mean final validation accuracy (the
 whole sample and the near-budget band), the seed-noise ceiling, a CSV, a
-table and a plot.
+table and a plot. When the sample holds motion-blind structures (a temporal
+receptive field of one frame: :func:`~e3d_plugin.units.
+temporal_receptive_field`), every correlation and the ceiling are also
+given without them (``seeing`` and ``band_seeing``): such structures sit at
+chance on a benchmark told apart over time, which a proxy can rank right
+for the wrong reason.
 
 How to read it: a proxy's Kendall tau / Spearman rho say how well ranking
 architectures by the proxy reproduces their ranking by trained accuracy.
@@ -23,6 +28,28 @@ from ..fileio import atomic_write
 from .proxies import plan_proxies
 from .results import finished_runs
 from .stats import rank_correlation, top_k_overlap, trained_rank
+
+#: Groups of a report beside the whole sample: name -> (in the band only,
+#: motion-blind structures left out).
+GROUPS = {'band': (True, False), 'seeing': (False, True),
+          'band_seeing': (True, True)}
+
+
+def temporal_field(arch):
+    """Temporal receptive field (frames) of a plan architecture."""
+    from ..structure import Structure
+    from ..units import temporal_receptive_field
+    return temporal_receptive_field(Structure.from_dicts(arch['structure']))
+
+
+def _group(archs, name):
+    """The architectures of ``archs`` in group ``name`` ('all' or one of
+    :data:`GROUPS`)."""
+    if name == 'all':
+        return list(archs)
+    band_only, seeing_only = GROUPS[name]
+    return [a for a in archs if (a['in_band'] or not band_only)
+            and (a['temporal_rf'] > 1 or not seeing_only)]
 
 #: Report names of the proxies.
 PROXY_LABELS = {
@@ -93,18 +120,21 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=(),
         finals = [acc[arch['id']][key]['final']
                   for key in sorted(acc[arch['id']], key=int)]
         archs.append(dict(
-            arch, acc=acc[arch['id']],
+            arch, acc=acc[arch['id']], temporal_rf=temporal_field(arch),
             mean=float(np.mean(finals)) if finals else math.nan,
             std=float(np.std(finals, ddof=1)) if len(finals) > 1 else (
                 0.0 if finals else math.nan)))
     trained = [a for a in archs if not math.isnan(a['mean'])]
-    band = [a for a in trained if a['in_band']]
     k = max(1, round(len(trained) / 4))
+    # the groups without motion-blind structures only when there are some
+    names = ['all', 'band'] + (['seeing', 'band_seeing'] if any(
+        a['temporal_rf'] == 1 for a in archs) else [])
     correlations = {}
     proxies = plan_proxies(plan)
     for proxy in proxies:
         entry = {}
-        for name, group in (('all', trained), ('band', band)):
+        for name in names:
+            group = _group(trained, name)
             values = [a['proxies'][proxy] for a in group]
             means = [a['mean'] for a in group]
             stats = rank_correlation(values, means, n_resamples=n_resamples,
@@ -115,12 +145,11 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=(),
             if name == 'all':
                 entry.update(stats)
             else:
-                entry['band'] = stats
+                entry[name] = stats
         correlations[proxy] = entry
     ceiling = {}
-    for name, group in (('all', archs), ('band',
-                                         [a for a in archs if a['in_band']])):
-        both = [a for a in group if pair[0] in a['acc'] and pair[1] in
+    for name in names:
+        both = [a for a in _group(archs, name) if pair[0] in a['acc'] and pair[1] in
                 a['acc']]
         stats = rank_correlation([a['acc'][pair[0]]['final'] for a in both],
                                  [a['acc'][pair[1]]['final'] for a in both],
@@ -132,7 +161,7 @@ def make_report(plan, records, n_resamples=2000, seed=0, notes=(),
         if name == 'all':
             ceiling.update(stats)
         else:
-            ceiling['band'] = stats
+            ceiling[name] = stats
     runs_done = sum(len(a['acc']) for a in archs)
     return dict(
         settings=plan['settings'],
@@ -214,9 +243,25 @@ def format_table(report):
             f'{_with_interval(stats["band"], "kendall_tau"):>22}'
             f'{_with_interval(stats["band"], "spearman_rho"):>22}'
             f'{top:>10}{overlap:>7}')
+    if 'seeing' in report['seed_ceiling']:
+        seeing = _group(trained, 'seeing')
+        lines.append(
+            f'without the {len(trained) - len(seeing)} motion-blind '
+            f'structures (temporal receptive field 1 frame): {len(seeing)} '
+            f"architectures, {len(_group(seeing, 'band'))} in the band")
+        lines.append(f"{'':<23}{'tau (seeing)':>22}{'rho (seeing)':>22}"
+                     f"{'tau (band)':>22}{'rho (band)':>22}")
+        for label, stats in rows:
+            lines.append(
+                f'{label:<23}'
+                f'{_with_interval(stats["seeing"], "kendall_tau"):>22}'
+                f'{_with_interval(stats["seeing"], "spearman_rho"):>22}'
+                f'{_with_interval(stats["band_seeing"], "kendall_tau"):>22}'
+                f'{_with_interval(stats["band_seeing"], "spearman_rho"):>22}')
     grouped = {}  # one line for a note that several rows share
     for label, stats in rows:
-        for part, values in (('all', stats), ('band', stats['band'])):
+        for part in ('all', 'band', 'seeing', 'band_seeing'):
+            values = stats if part == 'all' else stats.get(part, {})
             if values.get('note'):
                 grouped.setdefault((part, values['note']), []).append(label)
     notes = [f"{', '.join(labels)} ({part}): {note}"
@@ -238,7 +283,7 @@ def write_csv(report, path):
     first = report['settings'].get('first_seed', 0)
     seeds = range(first, first + report['settings']['seeds'])
     proxies = list(report['correlations'])
-    fields = ['id', 'role', 'in_band', *proxies]
+    fields = ['id', 'role', 'in_band', 'temporal_rf', *proxies]
     for seed in seeds:
         fields += [f'seed{seed}_final', f'seed{seed}_best']
     fields += ['mean_final', 'std_final']
@@ -246,7 +291,8 @@ def write_csv(report, path):
         writer = csv.writer(f)
         writer.writerow(fields)
         for arch in report['archs']:
-            row = [arch['id'], arch['role'], int(arch['in_band'])]
+            row = [arch['id'], arch['role'], int(arch['in_band']),
+                   arch['temporal_rf']]
             row += [arch['proxies'][p] for p in proxies]
             for seed in seeds:
                 acc = arch['acc'].get(str(seed))
