@@ -26,17 +26,19 @@ from .distributed import (VideoDecodeError, end_distributed,
 from .errors import LaunchError, OneLineArgumentParser, error_line
 from .options import (MAX_OPTION_DEPTH, CfgOptionsAction, check_option_key,
                       parse_cfg_option)
-from .paths import check_data, prepare_output_file, prepare_work_dir
+from .paths import (check_data, check_input_file, check_output_path,
+                    prepare_output_file, prepare_work_dir, same_file)
 from .runner import BUILD_ERRORS, build_runner, check_pretrained
 
 __all__ = [
     'BUILD_ERRORS', 'CfgOptionsAction', 'LaunchError', 'MAX_OPTION_DEPTH',
     'OneLineArgumentParser', 'VideoDecodeError', 'build_runner',
     'check_checkpoint_matches', 'check_config_types', 'check_data',
-    'check_option_key', 'check_pretrained', 'check_resume', 'config_clip',
+    'check_input_file', 'check_option_key', 'check_output_path',
+    'check_pretrained', 'check_resume', 'config_clip',
     'dataset_configs', 'end_distributed', 'error_line',
     'load_checkpoint_file', 'load_config', 'merge_cfg_options',
     'name_unreadable_videos', 'parse_cfg_option', 'pipeline_clip',
     'prepare_output_file', 'prepare_work_dir', 'run_or_report',
-    'setup_distributed'
+    'same_file', 'setup_distributed'
 ]

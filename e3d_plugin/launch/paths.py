@@ -106,3 +106,92 @@ def prepare_output_file(path, option):
     prepare_work_dir(osp.dirname(osp.abspath(path)), f'{option} folder',
                      'choose another file name')
     return path
+
+
+def _plain(option, path):
+    """Refuse a path holding a control character (a newline would split
+    the one-line messages that name it)."""
+    if any(ord(char) < 32 or char == '\x7f' for char in path):
+        raise LaunchError(f'{option} {_short(path)} holds a control '
+                          'character; choose a plain name')
+
+
+def check_input_file(path, what):
+    """Return ``path`` if it is an existing, readable regular file, else
+    raise :class:`LaunchError` saying what it is instead (empty, missing,
+    a directory, a device); ``what`` names it (``checkpoint``, ...)."""
+    path = _as_path(what, path)
+    if not path:
+        raise LaunchError(f'{what} path is empty')
+    _plain(what, path)
+    if osp.isdir(path):
+        raise LaunchError(f"{what} '{path}' is a directory, not a file")
+    if not osp.exists(path):
+        raise LaunchError(f"{what} '{path}' does not exist")
+    if not osp.isfile(path):
+        raise LaunchError(f"{what} '{path}' is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise LaunchError(f"{what} '{path}' is not readable")
+    return path
+
+
+def same_file(a, b):
+    """Whether paths ``a`` and ``b`` name the same file: the same real
+    path (symbolic links followed) or, for existing files, the same inode
+    (hard links)."""
+    if osp.realpath(a) == osp.realpath(b):
+        return True
+    try:
+        return osp.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_output_path(path, option, inputs=(), folder=False):
+    """Return the output ``path`` (a file, or with ``folder=True`` a
+    folder) if it can be written, without creating anything; else raise
+    :class:`LaunchError`: it is empty or holds a control character, it is a
+    directory (a file for a folder output), it names one of ``inputs``
+    (``(what, path)`` pairs: the run would overwrite what it reads), a file
+    stands where a folder above it should be, or the nearest existing
+    folder above it is not writable or a name is too long."""
+    path = _as_path(option, path)
+    noun = 'folder' if folder else 'file name'
+    if not path:
+        raise LaunchError(f'{option} must not be empty')
+    _plain(option, path)
+    if folder:
+        if osp.exists(path) and not osp.isdir(path):
+            raise LaunchError(f"{option} '{path}' is a file, not a folder; "
+                              f'choose another {noun}')
+    else:
+        if osp.isdir(path) or path.endswith(('/', os.sep)):
+            raise LaunchError(f"{option} '{path}' is a directory; give a "
+                              'file name')
+        if osp.lexists(path) and not osp.isfile(path):
+            raise LaunchError(f"{option} '{path}' is not a regular file; "
+                              f'choose another {noun}')
+    for what, other in inputs:
+        if other is not None and other != '' and same_file(path, other):
+            raise LaunchError(
+                f"{option} '{path}' is the {what} this run reads; choose "
+                f'another {noun}')
+    target = osp.abspath(path)
+    existing = target if folder else osp.dirname(target)
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing):
+        raise LaunchError(f"{option} '{path}' cannot be created: "
+                          f"'{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LaunchError(f"{option} '{path}' cannot be written: the "
+                          f"folder '{existing}' is not writable")
+    try:
+        longest = os.pathconf(existing, 'PC_NAME_MAX')
+    except (OSError, ValueError):
+        longest = 255
+    for part in osp.relpath(target, existing).split(os.sep):
+        if len(part.encode('utf-8', 'surrogateescape')) > longest:
+            raise LaunchError(f'{option} {_short(path)}: a name is longer '
+                              f'than {longest} bytes; choose a shorter one')
+    return path
