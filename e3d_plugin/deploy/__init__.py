@@ -5,21 +5,24 @@ Needs the ``deploy`` extra (``pip install -e ".[deploy]"``: onnx,
 onnxruntime) for the ONNX parts; streaming in PyTorch needs nothing more.
 """
 from .errors import DeployError
-from .export import (RecognizerLogits, build_recognizer, check_clip,
-                     export_onnx, interleaved_latency, load_checkpoint,
-                     load_config, ort_session, ort_vs_torch_latency, parity,
-                     random_clips, randomize_weights, recipe_clip, summarize,
-                     try_forward)
+from .export import (MAX_VOXELS, RecognizerLogits, build_recognizer,
+                     check_clip, check_device, check_input_file,
+                     check_input_size, check_output_file, export_onnx,
+                     interleaved_latency, load_checkpoint, load_config,
+                     ort_session, ort_vs_torch_latency, parity, random_clips,
+                     randomize_weights, recipe_clip, summarize, try_forward,
+                     write_onnx)
 from .stream import (StreamStepModule, export_stream_onnx, onnx_stream_video,
                      state_nbytes, stream_video)
 from .video import read_video, spatial_steps
 
 __all__ = [
-    'DeployError', 'RecognizerLogits', 'build_recognizer', 'check_clip',
-    'export_onnx', 'interleaved_latency', 'load_checkpoint', 'load_config',
-    'ort_session', 'ort_vs_torch_latency', 'parity', 'random_clips',
-    'randomize_weights',
-    'recipe_clip', 'summarize', 'try_forward', 'StreamStepModule',
-    'export_stream_onnx', 'onnx_stream_video', 'state_nbytes',
-    'stream_video', 'read_video', 'spatial_steps'
+    'DeployError', 'MAX_VOXELS', 'RecognizerLogits', 'build_recognizer',
+    'check_clip', 'check_device', 'check_input_file', 'check_input_size',
+    'check_output_file', 'write_onnx', 'export_onnx', 'interleaved_latency',
+    'load_checkpoint', 'load_config', 'ort_session', 'ort_vs_torch_latency',
+    'parity', 'random_clips', 'randomize_weights', 'recipe_clip',
+    'summarize', 'try_forward', 'StreamStepModule', 'export_stream_onnx',
+    'onnx_stream_video', 'state_nbytes', 'stream_video', 'read_video',
+    'spatial_steps'
 ]

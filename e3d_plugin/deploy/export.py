@@ -10,12 +10,18 @@ import copy
 import math
 import os
 import os.path as osp
+import tempfile
 import time
 
 import torch
 import torch.nn as nn
 
 from .errors import DeployError
+
+#: Most voxels (batch x T x H x W) of an input the deploy tools trace,
+#: export or stream at once: 2**23, e.g. 1x32x512x512 or 8x16x256x256 (E3D-L
+#: takes 1x16x312x312); more takes gigabytes in tracing and onnxruntime.
+MAX_VOXELS = 2**23
 
 
 def _one_line(error):
@@ -38,6 +44,18 @@ def load_config(config, cfg_options=None):
             if not isinstance(config, (str, os.PathLike)):
                 raise DeployError(
                     f'config must be a path, got {type(config).__name__}')
+            if cfg_options:
+                # a key the config lacks would be added silently: most
+                # likely misspelt, and nothing here would read it
+                keys = set(load_checked(os.fspath(config)).keys())
+                unknown = sorted({str(key).split('.')[0]
+                                  for key in cfg_options} - keys -
+                                 {'custom_imports'})
+                if unknown:
+                    raise DeployError(
+                        f"--cfg-options: the config has no key "
+                        f"'{unknown[0]}'; its keys are "
+                        f"{', '.join(sorted(keys))}")
             cfg = load_checked(os.fspath(config), cfg_options or None)
     except LaunchError as e:
         raise DeployError(str(e)) from None
@@ -75,13 +93,122 @@ def _check_state_dict(model, state_dict, checkpoint):
             + '; use the config the checkpoint was trained with')
 
 
+def check_input_file(path, what):
+    """Return ``path`` if it is an existing readable file, else raise
+    :class:`DeployError` saying what it is instead (missing, a directory,
+    empty, ...); ``what`` names it in the message."""
+    from ..launch import LaunchError
+    from ..launch import check_input_file as check
+    try:
+        return check(path, what)
+    except LaunchError as e:
+        raise DeployError(str(e)) from None
+
+
+def check_output_file(path, option, inputs=(), foreign_ok=False):
+    """Return ``path`` if an ONNX file can be written there, without
+    creating anything; else raise :class:`DeployError`: empty, a directory,
+    one of ``inputs`` (``(what, path)`` pairs the run reads), an existing
+    file that is not ``.onnx`` (a config, a checkpoint, a video, notes...;
+    unless ``foreign_ok``), or a place that cannot be created or
+    written."""
+    from ..launch import LaunchError, check_output_path
+    try:
+        check_output_path(path, option, inputs)
+    except LaunchError as e:
+        raise DeployError(str(e)) from None
+    if not foreign_ok and osp.lexists(path) and not str(path).endswith(
+            '.onnx'):
+        raise DeployError(
+            f"{option} '{path}' exists and is not an .onnx file; choose "
+            'another file name')
+    return path
+
+
+def check_input_size(clip, batch=1):
+    """Raise :class:`DeployError` unless ``batch`` clips of ``clip``
+    (``(T, H, W)``) hold at most :data:`MAX_VOXELS` voxels."""
+    voxels = batch * clip[0] * clip[1] * clip[2]
+    if voxels > MAX_VOXELS:
+        raise DeployError(
+            f'{batch} clip(s) of {clip[0]}x{clip[1]}x{clip[2]} (T H W) are '
+            f'{voxels} voxels, more than the {MAX_VOXELS} the export takes; '
+            'lower the batch or the clip')
+
+
+def write_onnx(path, write):
+    """Call ``write(tmp)`` to write an ONNX file to a temporary name beside
+    ``path``, check it with onnx's checker and rename it onto ``path``:
+    whatever fails on the way leaves an existing ``path`` as it was, and
+    no partial file or new folder behind."""
+    directory = osp.dirname(osp.abspath(path))
+    created = None
+    probe = directory
+    while not osp.exists(probe):
+        created, probe = probe, osp.dirname(probe)
+    tmp = None
+    try:
+        try:
+            os.makedirs(directory, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(
+                prefix=f'.{osp.basename(path)}.', suffix='.tmp',
+                dir=directory)
+            os.close(handle)
+        except OSError as e:
+            raise DeployError(
+                f"cannot write '{path}': {e.strerror or e}") from None
+        write(tmp)
+        import onnx
+        onnx.checker.check_model(onnx.load(tmp))
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise DeployError(
+                f"cannot write '{path}': {e.strerror or e}") from None
+        tmp = None
+    finally:
+        if tmp is not None and osp.exists(tmp):
+            os.remove(tmp)
+        if tmp is not None and created is not None:
+            # the folders made for this file, innermost first, if empty
+            folder = directory
+            while True:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+                if folder == created:
+                    break
+                folder = osp.dirname(folder)
+    return path
+
+
+def check_device(device, option='--device'):
+    """Return ``device`` if it is ``cpu``, ``cuda`` or ``cuda:N`` of an
+    existing GPU, else raise :class:`DeployError` naming ``option``."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.type not in ('cpu', 'cuda') or (
+            parsed.type == 'cpu' and parsed.index not in (None, 0)):
+        raise DeployError(f'{option} {device!r}: give cpu, cuda or cuda:N')
+    if parsed.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise DeployError(f'{option} {device}: CUDA is not available')
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise DeployError(
+                f'{option} {device}: there are {count} CUDA device(s), '
+                f'cuda:0..cuda:{count - 1}')
+    return device
+
+
 def load_checkpoint(model, checkpoint):
     """Load ``checkpoint`` into ``model`` strictly, with one clear line for
     a missing, unreadable or mismatching file."""
     from mmengine.runner import CheckpointLoader
-    if not isinstance(checkpoint, (str, os.PathLike)) or not osp.isfile(
-            checkpoint):
-        raise DeployError(f"checkpoint '{checkpoint}' does not exist")
+    check_input_file(checkpoint, 'checkpoint')
     try:
         data = CheckpointLoader.load_checkpoint(
             os.fspath(checkpoint), map_location='cpu')
@@ -269,7 +396,9 @@ def random_clips(clip, batch=1, count=2, seed=0):
 
 def try_forward(wrapper, clip, batch=1):
     """Run the model once on zeros of ``clip`` size; one clear line if the
-    network cannot take that size."""
+    network cannot take that size (or the input is larger than
+    :data:`MAX_VOXELS`)."""
+    check_input_size(clip, batch)
     try:
         with torch.no_grad():
             out = wrapper(torch.zeros((batch, 3) + tuple(clip)))
@@ -290,26 +419,24 @@ def export_onnx(recognizer, path, clip, batch=1, dynamic_batch=False,
     clip = check_clip(clip)
     if not isinstance(opset, int) or not 11 <= opset <= 20:
         raise DeployError(f'opset must be an int in 11..20, got {opset!r}')
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise DeployError(f'batch must be a positive int, got {batch!r}')
     wrapper = RecognizerLogits(recognizer).eval()
     try_forward(wrapper, clip, batch)
-    directory = osp.dirname(osp.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise DeployError(f"cannot create '{directory}': {e}") from None
     dynamic_axes = ({
         'clip': {0: 'batch'},
         'logits': {0: 'batch'}
     } if dynamic_batch else None)
-    with torch.no_grad():
-        torch.onnx.export(
-            wrapper, (torch.zeros((batch, 3) + clip), ), path,
-            input_names=['clip'], output_names=['logits'],
-            dynamic_axes=dynamic_axes, opset_version=opset,
-            do_constant_folding=True, dynamo=False)
-    import onnx
-    onnx.checker.check_model(onnx.load(path))
-    return path
+
+    def write(target):
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapper, (torch.zeros((batch, 3) + clip), ), target,
+                input_names=['clip'], output_names=['logits'],
+                dynamic_axes=dynamic_axes, opset_version=opset,
+                do_constant_folding=True, dynamo=False)
+
+    return write_onnx(path, write)
 
 
 def ort_session(path, threads=None):
@@ -385,9 +512,10 @@ def ort_vs_torch_latency(session, recognizer, clip, rounds=10, warmup=2):
 
 
 __all__ = [
-    'build_recognizer', 'randomize_weights', 'load_config',
-    'load_checkpoint', 'recipe_clip',
-    'check_clip', 'RecognizerLogits', 'random_clips', 'export_onnx',
+    'MAX_VOXELS', 'build_recognizer', 'randomize_weights', 'load_config',
+    'load_checkpoint', 'recipe_clip', 'check_device', 'check_input_file',
+    'check_output_file', 'check_input_size', 'write_onnx', 'check_clip',
+    'RecognizerLogits', 'random_clips', 'export_onnx',
     'ort_session', 'parity', 'interleaved_latency', 'summarize',
     'ort_vs_torch_latency', 'try_forward'
 ]

@@ -8,13 +8,11 @@ each new frame) and ``next.<key>`` for each state tensor, to be fed back at
 the next step. The keys and the zero start state are those of
 ``recognizer.init_stream(N, (H, W))``.
 """
-import os
-import os.path as osp
-
 import torch
 import torch.nn as nn
 
 from .errors import DeployError
+from .export import check_input_size, write_onnx
 
 
 def stream_video(recognizer, frames, chunk=1, state=None):
@@ -61,23 +59,23 @@ def export_stream_onnx(recognizer, path, image_size, chunk=1, batch=1,
     (``(H, W)``) to ``path``; return the start state (its keys name the
     ONNX inputs ``state.<key>``)."""
     recognizer.check_streamable()
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise DeployError(f'chunk must be a positive int, got {chunk!r}')
+    check_input_size((chunk, ) + tuple(image_size), batch)
     state = recognizer.init_stream(batch, tuple(image_size))
     keys = list(state)
     module = StreamStepModule(recognizer, keys).eval()
     frames = torch.zeros((batch, 3, chunk) + tuple(image_size))
-    directory = osp.dirname(osp.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise DeployError(f"cannot create '{directory}': {e}") from None
-    with torch.no_grad():
-        torch.onnx.export(
-            module, (frames, ) + tuple(state[k] for k in keys), path,
-            input_names=['frames'] + [f'state.{k}' for k in keys],
-            output_names=['scores'] + [f'next.{k}' for k in keys],
-            opset_version=opset, do_constant_folding=True, dynamo=False)
-    import onnx
-    onnx.checker.check_model(onnx.load(path))
+
+    def write(target):
+        with torch.no_grad():
+            torch.onnx.export(
+                module, (frames, ) + tuple(state[k] for k in keys), target,
+                input_names=['frames'] + [f'state.{k}' for k in keys],
+                output_names=['scores'] + [f'next.{k}' for k in keys],
+                opset_version=opset, do_constant_folding=True, dynamo=False)
+
+    write_onnx(path, write)
     return state
 
 

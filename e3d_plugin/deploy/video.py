@@ -6,8 +6,6 @@ and go through the spatial transforms of the config's validation pipeline
 ``DecordDecode``; the result is raw pixels ``(1, C, T, H, W)``, as the
 pipeline's ``FormatShape`` gives them to the data preprocessor.
 """
-import os.path as osp
-
 import numpy as np
 import torch
 
@@ -46,12 +44,16 @@ def read_video(cfg, path, frame_interval=1, max_frames=None):
     ``max_frames`` of them."""
     from mmaction.registry import TRANSFORMS
     from mmengine.registry import init_default_scope
+
+    from .export import check_input_file
     init_default_scope(cfg.get('default_scope', 'mmaction'))
-    if not isinstance(path, str) or not osp.isfile(path):
-        raise DeployError(f"video '{path}' does not exist")
-    if not isinstance(frame_interval, int) or frame_interval < 1:
-        raise DeployError(
-            f'frame_interval must be a positive int, got {frame_interval!r}')
+    check_input_file(path, 'video')
+    for name, value in (('frame_interval', frame_interval),
+                        ('max_frames', max_frames)):
+        if value is not None and (not isinstance(value, int) or isinstance(
+                value, bool) or value < 1):
+            raise DeployError(
+                f'{name} must be a positive int, got {value!r}')
     results = dict(filename=path, start_index=0, modality='RGB')
     try:
         results = TRANSFORMS.build(dict(type='DecordInit'))(results)
@@ -59,7 +61,9 @@ def read_video(cfg, path, frame_interval=1, max_frames=None):
         raise DeployError(
             f"cannot decode video '{path}' ({type(e).__name__}: {e})"
         ) from None
-    indices = np.arange(0, results['total_frames'], frame_interval)
+    total = int(results['total_frames'])
+    # an interval past the end takes the first frame alone
+    indices = np.arange(0, total, min(frame_interval, max(total, 1)))
     if max_frames is not None:
         indices = indices[:max_frames]
     if not len(indices):

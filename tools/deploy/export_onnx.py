@@ -17,8 +17,18 @@ measured on a random clip, so that the check compares logits of order 1.
 
 ``--stream-out`` (a causal backbone only) also exports one streaming step
 (``--chunk`` frames in, class scores after each, the state tensors as
-explicit inputs and outputs) and checks it with onnxruntime over the whole
-video against PyTorch streaming.
+explicit inputs and outputs) and checks it with onnxruntime over the video
+(its first 256 sampled frames at most) against PyTorch streaming.
+
+Bad input ends in one line ``error: ...`` and exit code 2 before anything
+is written: an output that is a directory, cannot be created, is an input
+(the config, the checkpoint, the video, the structure file) or the other
+output, or is an existing file that is not ``.onnx``; ``--batch`` over
+256, ``--rounds`` over 1000, ``--chunk`` over 256 or over the video's
+frames, a ``--seed`` outside ``0..2**32-1``, an ``--atol`` that is not a
+finite number >= 0, an input of more than ``MAX_VOXELS`` (2**23) voxels.
+An ONNX file is written under a temporary name and renamed when complete,
+so a failed export leaves an existing file as it was.
 
 Needs the deploy extra: ``pip install -e ".[deploy]"`` (onnx, onnxruntime).
 """
@@ -75,13 +85,17 @@ def first_val_video(cfg):
     dataset = (cfg.get('val_dataloader') or {}).get('dataset') or {}
     ann_file = dataset.get('ann_file')
     prefix = (dataset.get('data_prefix') or {}).get('video')
-    if not ann_file or not prefix or not osp.isfile(ann_file):
+    if not isinstance(ann_file, str) or not isinstance(
+            prefix, str) or not osp.isfile(ann_file):
         return None
-    with open(ann_file) as f:
-        for line in f:
-            if line.strip():
-                path = osp.join(prefix, line.split()[0])
-                return path if osp.isfile(path) else None
+    try:
+        with open(ann_file, encoding='utf-8') as f:
+            for line in f:
+                if line.strip():
+                    path = osp.join(prefix, line.split()[0])
+                    return path if osp.isfile(path) else None
+    except (OSError, UnicodeDecodeError):  # not a list to take it from
+        return None
     return None
 
 
@@ -113,6 +127,76 @@ def _parity(session, model, clips):
     return result
 
 
+#: Largest --batch and --rounds.
+MAX_BATCH = 256
+MAX_ROUNDS = 1000
+#: The video checks read at most this many frames (after the sampling step)
+#: of the video; --chunk is at most this too.
+MAX_VIDEO_FRAMES = 256
+MAX_SEED = 2**32 - 1
+
+
+def check_args(args):
+    """Refuse settings out of range before anything is built."""
+    import math
+
+    from e3d_plugin.deploy import DeployError, check_clip, check_input_size
+    for name, value, low, high in (
+            ('batch', args.batch, 1, MAX_BATCH),
+            ('rounds', args.rounds, 1, MAX_ROUNDS),
+            ('chunk', args.chunk, 1, MAX_VIDEO_FRAMES),
+            ('seed', args.seed, 0, MAX_SEED)):
+        if not low <= value <= high:
+            shown = str(value) if len(str(value)) <= 24 else (
+                str(value)[:20] + '...')
+            raise DeployError(
+                f'--{name} must be in {low}..{high}, got {shown}')
+    if not 11 <= args.opset <= 20:
+        shown = str(args.opset)
+        shown = shown if len(shown) <= 24 else shown[:20] + '...'
+        raise DeployError(f'opset must be an int in 11..20, got {shown}')
+    if not math.isfinite(args.atol) or args.atol < 0:
+        raise DeployError(
+            f'--atol must be a finite number >= 0, got {args.atol}')
+    if args.clip is not None:
+        check_input_size(check_clip(tuple(args.clip)), args.batch)
+
+
+def check_paths(args, model=None, video_path=None):
+    """Refuse missing inputs and outputs that cannot be written or would
+    overwrite an input (the config, the checkpoint, the video, the
+    structure file, one another); with ``model`` also those its config
+    names."""
+    from e3d_plugin.deploy import (DeployError, check_input_file,
+                                   check_output_file)
+    from e3d_plugin.launch import same_file
+    if args.checkpoint is not None:
+        check_input_file(args.checkpoint, 'checkpoint')
+    if args.video is not None:
+        check_input_file(args.video, 'video')
+    inputs = [('config', args.config), ('checkpoint', args.checkpoint),
+              ('video', args.video), ('video', video_path)]
+    if model is not None:
+        structure = model.cfg.model.backbone.get('structure_file')
+        if isinstance(structure, str) and structure:
+            if not osp.isabs(structure) and not osp.exists(structure) and \
+                    model.cfg.filename:
+                structure = osp.join(osp.dirname(model.cfg.filename),
+                                     structure)
+            inputs.append(('structure file', structure))
+    # an existing file that is not .onnx is refused once every input is
+    # known (its name says more when it is one of them)
+    foreign_ok = model is None
+    check_output_file(args.out, '--out', inputs, foreign_ok)
+    if args.stream_out is not None:
+        check_output_file(args.stream_out, '--stream-out', inputs,
+                          foreign_ok)
+        if same_file(args.out, args.stream_out):
+            raise DeployError(
+                f"--out and --stream-out both name '{args.out}'; give two "
+                'files')
+
+
 def run(args):
     """Export, check and time; return the exit code."""
     import torch
@@ -125,19 +209,15 @@ def run(args):
                                    randomize_weights, read_video, recipe_clip,
                                    state_nbytes, stream_video, summarize,
                                    try_forward)
-    if args.batch < 1:
-        raise DeployError(f'--batch must be >= 1, got {args.batch}')
-    if args.rounds < 1 or args.chunk < 1:
-        raise DeployError('--rounds and --chunk must be >= 1')
-    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
-        raise DeployError(f"checkpoint '{args.checkpoint}' does not exist")
-    if args.video is not None and not osp.isfile(args.video):
-        raise DeployError(f"video '{args.video}' does not exist")
+    check_args(args)
+    check_paths(args)
     torch.manual_seed(args.seed)
     model = build_recognizer(
         args.config, args.checkpoint, args.cfg_options,
         streaming=bool(args.stream_out))
     cfg = model.cfg
+    video_path = args.video or first_val_video(cfg)
+    check_paths(args, model, video_path)
     if args.clip is not None:
         clip, interval = check_clip(tuple(args.clip)), None
         try:
@@ -147,6 +227,20 @@ def run(args):
     else:
         clip, interval = recipe_clip(cfg)
     try_forward(RecognizerLogits(model), clip, args.batch)
+    if args.stream_out and not video_path:
+        raise DeployError('--stream-out checks over a video: give --video')
+    video = None
+    if video_path:
+        # everything is read before anything is written
+        video = read_video(
+            cfg, video_path, interval,
+            max_frames=max(clip[0], MAX_VIDEO_FRAMES)
+            if args.stream_out else clip[0])
+        if args.stream_out and args.chunk > video.shape[2]:
+            raise DeployError(
+                f'--chunk {args.chunk} is more than the {video.shape[2]} '
+                f"frame(s) of '{video_path}' (every {interval}); give a "
+                'smaller --chunk or a longer --video')
     if args.checkpoint is None:
         print(f'no checkpoint: random weights (seed {args.seed})')
         randomize_weights(model, clip, args.seed)
@@ -159,10 +253,7 @@ def run(args):
     ok = _report('random clips', _parity(
         session, model, random_clips(clip, args.batch, 2, args.seed)),
         args.atol)
-    video_path = args.video or first_val_video(cfg)
-    video = None
-    if video_path:
-        video = read_video(cfg, video_path, interval)
+    if video is not None:
         clip_of_video = fit_clip(video, clip[0])
         if tuple(clip_of_video.shape[3:]) != tuple(clip[1:]):
             print(f'video check skipped: {video_path} gives '
@@ -190,9 +281,6 @@ def run(args):
           f"median {ratio['median']:.2f} ({ratio['min']:.2f}.."
           f"{ratio['max']:.2f})")
     if args.stream_out:
-        if video is None:
-            raise DeployError('--stream-out checks over a video: give '
-                              '--video')
         frames = video[:, :, :video.shape[2] // args.chunk * args.chunk]
         start = export_stream_onnx(model, args.stream_out,
                                    tuple(frames.shape[3:]), args.chunk)

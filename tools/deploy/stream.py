@@ -14,6 +14,12 @@ come from ``--label-map`` (one per line) or the ``classes.txt`` beside the
 config's annotation files, else class indices are printed. At the end: the
 time per new frame, the state's size, and the last scores compared with the
 recognizer run on the whole clip.
+
+A ``--chunk`` longer than the video feeds the whole video in one step. Bad
+input ends in one line ``error: ...`` and exit code 2: a missing or
+unreadable config, checkpoint, video or label map (a directory, binary
+text, more than 1 MB, another number of names than the model's classes), a
+``--device`` other than ``cpu``, ``cuda`` or ``cuda:N`` of an existing GPU.
 """
 import os.path as osp
 import sys
@@ -51,22 +57,50 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def class_names(cfg, label_map):
-    """Class names from ``label_map`` or the dataset's ``classes.txt``."""
+#: Largest label map read (bytes): class names, one per line.
+MAX_LABEL_MAP_BYTES = 1 << 20
+
+
+def class_names(cfg, label_map, num_classes=None):
+    """Class names from ``label_map`` or the dataset's ``classes.txt``;
+    with ``num_classes``, a list of another length is refused."""
     from e3d_plugin.deploy import DeployError
     path = label_map
     if path is None:
         ann_file = ((cfg.get('val_dataloader') or {}).get('dataset')
                     or {}).get('ann_file')
-        if ann_file:
+        if isinstance(ann_file, str) and ann_file:
             candidate = osp.join(osp.dirname(ann_file), 'classes.txt')
             path = candidate if osp.isfile(candidate) else None
     if path is None:
         return None
-    if not osp.isfile(path):
-        raise DeployError(f"label map '{path}' does not exist")
-    with open(path, encoding='utf-8') as f:
-        return [line.strip() for line in f if line.strip()]
+    names = read_names(path)
+    if num_classes is not None and len(names) != num_classes:
+        raise DeployError(
+            f"label map '{path}' names {len(names)} class(es), the model "
+            f'has {num_classes}; give one name per class')
+    return names
+
+
+def read_names(path):
+    """The non-empty lines of the label map ``path``: a readable UTF-8 text
+    file of at most :data:`MAX_LABEL_MAP_BYTES`."""
+    from e3d_plugin.deploy import DeployError, check_input_file
+    check_input_file(path, 'label map')
+    if osp.getsize(path) > MAX_LABEL_MAP_BYTES:
+        raise DeployError(
+            f"label map '{path}' is larger than {MAX_LABEL_MAP_BYTES >> 20} "
+            'MB; give one class name per line')
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError:
+        text = None
+    if text is None or '\x00' in text:
+        raise DeployError(f"label map '{path}' is not UTF-8 text; give one "
+                          'class name per line')
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def run(args):
@@ -74,19 +108,19 @@ def run(args):
     import torch
 
     from e3d_plugin.deploy import (DeployError, RecognizerLogits,
-                                   build_recognizer, read_video, recipe_clip,
+                                   build_recognizer, check_device,
+                                   check_input_file, read_video, recipe_clip,
                                    state_nbytes)
     for name in ('every', 'chunk', 'topk'):
         if getattr(args, name) < 1:
             raise DeployError(f'--{name} must be >= 1')
     if args.frame_interval is not None and args.frame_interval < 1:
         raise DeployError('--frame-interval must be >= 1')
-    for what, path in (('checkpoint', args.checkpoint),
-                       ('video', args.video)):
-        if not osp.isfile(path):
-            raise DeployError(f"{what} '{path}' does not exist")
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        raise DeployError(f'--device {args.device}: CUDA is not available')
+    check_input_file(args.checkpoint, 'checkpoint')
+    check_input_file(args.video, 'video')
+    if args.label_map is not None:
+        read_names(args.label_map)
+    check_device(args.device)
     model = build_recognizer(args.config, args.checkpoint, args.cfg_options,
                              device=args.device, streaming=True)
     cfg = model.cfg
@@ -96,9 +130,12 @@ def run(args):
             interval = recipe_clip(cfg)[1]
         except DeployError:
             interval = 1
-    names = class_names(cfg, args.label_map)
+    names = class_names(cfg, args.label_map,
+                        getattr(model.cls_head, 'num_classes', None))
     video = read_video(cfg, args.video, interval).to(args.device)
     total = video.shape[2]
+    # a chunk longer than the video is the whole video at once
+    args.chunk = min(args.chunk, total)
     print(f'{args.video}: {total} frames (every {interval}), '
           f'{video.shape[3]}x{video.shape[4]}, streamed {args.chunk} at a '
           'time')
