@@ -21,8 +21,11 @@ This is the ``basic`` preset; :func:`generate` writes any preset of
 :data:`PRESETS` (the twenty-class ``hard`` one lives in
 :mod:`e3d_plugin.datasets.motion_hard`) through the same writer.
 """
+import json
 import os
 import os.path as osp
+import re
+import tempfile
 import time
 
 import numpy as np
@@ -163,8 +166,9 @@ def write_video(path, frames, fps):
                              (width, height))
     if not writer.isOpened():
         raise SyntheticMotionError(
-            "OpenCV cannot encode MP4 ('mp4v') videos here; install "
-            'opencv-python with its bundled FFmpeg')
+            f"OpenCV cannot open an MP4 ('mp4v') writer for '{path}' "
+            f'({width}x{height}, {fps} fps); if its folder is writable, '
+            'install opencv-python with its bundled FFmpeg')
     for frame in frames:
         writer.write(frame)
     writer.release()
@@ -176,6 +180,19 @@ PRESETS = {'basic': 'e3d_plugin.datasets.synthetic_motion',
            'hard': 'e3d_plugin.datasets.motion_hard'}
 #: Defaults of this (basic) preset: videos in all, frame side, frames.
 DEFAULTS = dict(num_videos=1000, size=64, frames=32)
+#: Largest settings :func:`generate` takes (a video is rendered whole in
+#: memory; MP4 time bases stop at 65535 frames per second).
+LIMITS = dict(num_videos=100000, size=1024, frames=4096, fps=1000,
+              seed=2**32 - 1)
+#: Most pixels of one video (frames x size x size): 64 Mi, 192 MiB of
+#: uint8 BGR, e.g. 1024 frames of 256 x 256 or 64 of 1024 x 1024.
+MAX_VIDEO_PIXELS = 2**26
+#: The file in a dataset folder recording the settings it was written with.
+MANIFEST = 'dataset.json'
+#: What :func:`generate` writes in a dataset folder (videos under
+#: ``videos/``, named ``<split>_<index>.mp4``).
+_OWN_FILES = ('train_list.txt', 'val_list.txt', 'classes.txt', MANIFEST)
+_VIDEO_NAME = re.compile(r'^(train|val)_\d{5}\.mp4$')
 
 
 def preset_module(preset):
@@ -187,76 +204,196 @@ def preset_module(preset):
     return importlib.import_module(PRESETS[preset])
 
 
+def _check_settings(settings, classes):
+    """Raise :class:`SyntheticMotionError` for a setting of the wrong type
+    or out of :data:`LIMITS`."""
+    for name, low in (('num_videos', 2 * len(classes)), ('size', 16),
+                      ('frames', 4), ('fps', 1), ('seed', 0)):
+        value = settings[name]
+        if not isinstance(value, int) or isinstance(value, bool) or \
+                value < low:
+            raise SyntheticMotionError(
+                f'{name} must be an integer >= {low}, got {value!r}')
+        if value > LIMITS[name]:
+            shown = str(value) if len(str(value)) <= 24 else (
+                str(value)[:20] + '...')
+            raise SyntheticMotionError(
+                f'{name} must be at most {LIMITS[name]}, got {shown}')
+    pixels = settings['frames'] * settings['size']**2
+    if pixels > MAX_VIDEO_PIXELS:
+        raise SyntheticMotionError(
+            f"frames x size x size is {pixels} pixels per video "
+            f"({settings['frames']} frames of {settings['size']}x"
+            f"{settings['size']}), at most {MAX_VIDEO_PIXELS}; lower frames "
+            'or size')
+    fraction = settings['val_fraction']
+    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise SyntheticMotionError(
+            f'val_fraction must be in (0, 1), got {fraction!r}')
+
+
+def _splits(settings, classes):
+    """``{split: count}`` of videos; ``{split: per-class counts}``."""
+    num_videos = settings['num_videos']
+    num_val = max(len(classes),
+                  int(round(num_videos * settings['val_fraction'])))
+    splits = {'train': num_videos - num_val, 'val': num_val}
+    counts = {split: [len(range(label, count, len(classes)))
+                      for label in range(len(classes))]
+              for split, count in splits.items()}
+    return splits, counts
+
+
+def _read_manifest(out):
+    """The settings recorded in ``out``'s manifest, ``None`` when it has
+    none, ``False`` when it cannot be read."""
+    path = osp.join(out, MANIFEST)
+    if not osp.lexists(path):
+        return None
+    try:
+        with open(path, encoding='utf-8') as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return recorded if isinstance(recorded, dict) else False
+
+
+def _complete(out, recorded):
+    """Whether the dataset in ``out`` was finished and all its listed
+    videos are there."""
+    if not recorded or recorded.get('complete') is not True:
+        return False
+    for split in ('train', 'val'):
+        try:
+            with open(osp.join(out, f'{split}_list.txt'),
+                      encoding='utf-8') as f:
+                names = [line.split()[0] for line in f if line.strip()]
+        except (OSError, ValueError, IndexError):
+            return False
+        if not all(osp.isfile(osp.join(out, 'videos', name))
+                   for name in names):
+            return False
+    return osp.isfile(osp.join(out, 'classes.txt'))
+
+
+def _existing(out):
+    """Whether ``out`` holds files of a dataset of this generator."""
+    if any(osp.lexists(osp.join(out, name)) for name in _OWN_FILES):
+        return True
+    videos = osp.join(out, 'videos')
+    return osp.isdir(videos) and bool(os.listdir(videos))
+
+
+def _differences(recorded, settings):
+    """``'seed 0, not 1; ...'``: recorded settings against ``settings``."""
+    return '; '.join(
+        f'{name} {recorded.get(name)!r}, not {value!r}'
+        for name, value in settings.items() if recorded.get(name) != value)
+
+
+def _remove_dataset(out):
+    """Remove what :func:`generate` wrote in ``out`` (its lists, classes,
+    manifest and ``videos/<split>_<index>.mp4``); other files stay."""
+    for name in _OWN_FILES:
+        path = osp.join(out, name)
+        if osp.isfile(path) or osp.islink(path):
+            os.remove(path)
+    videos = osp.join(out, 'videos')
+    if osp.isdir(videos):
+        for name in os.listdir(videos):
+            if _VIDEO_NAME.match(name):
+                os.remove(osp.join(videos, name))
+
+
+def _check_out(out, settings, overwrite):
+    """Decide what to do with the folder ``out``, changing nothing:
+    ``'done'`` when it holds this very dataset, complete; ``'replace'``
+    when it holds another and ``overwrite`` is set; else ``'write'``.
+    Raise :class:`SyntheticMotionError` when ``out`` cannot hold a
+    dataset, or holds another dataset (or one of unknown settings) and
+    ``overwrite`` is not set."""
+    from ..launch import LaunchError, check_output_path
+    if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
+        raise SyntheticMotionError('out must be a folder name, got '
+                                   f'{out!r}')
+    out = os.fspath(out)
+    try:
+        check_output_path(out, 'out', folder=True)
+    except LaunchError as e:
+        raise SyntheticMotionError(str(e)) from None
+    if not osp.isdir(out):
+        return 'write'
+    if not _existing(out):
+        if os.listdir(out):
+            raise SyntheticMotionError(
+                f"out '{out}' is a folder of other files, not a dataset of "
+                'this generator; choose a new or empty folder')
+        return 'write'
+    recorded = _read_manifest(out)
+    if recorded:
+        differences = _differences(recorded, settings)
+        if not differences:
+            return 'done' if _complete(out, recorded) else 'write'
+        what = f'a dataset of other settings ({differences})'
+    elif recorded is False:
+        what = f'a dataset whose {MANIFEST} cannot be read'
+    else:
+        what = (f'a dataset without {MANIFEST} (an older generator\'s), '
+                'whose settings are unknown')
+    if not overwrite:
+        raise SyntheticMotionError(
+            f"out '{out}' holds {what}; give overwrite=True (--overwrite) to "
+            'replace it, or another folder')
+    return 'replace'
+
+
+def _write_manifest(out, settings, complete):
+    with open(osp.join(out, MANIFEST), 'w', encoding='utf-8') as f:
+        json.dump(dict(settings, complete=complete), f, indent=1)
+        f.write('\n')
+
+
 def generate(out, num_videos=None, size=None, frames=None, seed=0, fps=16,
-             val_fraction=0.2, progress=None, preset='basic'):
+             val_fraction=0.2, progress=None, preset='basic',
+             overwrite=False):
     """Write the dataset of ``preset`` under ``out``; return a summary dict.
 
     ``num_videos``, ``size`` and ``frames`` left as ``None`` take the
-    preset's ``DEFAULTS``. Layout: ``out/videos/<split>_<index>.mp4``,
+    preset's ``DEFAULTS``; all settings are bounded by :data:`LIMITS` and
+    :data:`MAX_VIDEO_PIXELS`. Layout: ``out/videos/<split>_<index>.mp4``,
     ``out/train_list.txt`` and ``out/val_list.txt`` (``<file> <label>``
     lines for mmaction2's ``VideoDataset`` with
-    ``data_prefix=dict(video=out/videos)``) and ``out/classes.txt``. Classes
-    are balanced in both splits; the same seed gives the same videos.
+    ``data_prefix=dict(video=out/videos)``), ``out/classes.txt`` and
+    ``out/dataset.json`` (the settings, and whether the dataset was
+    finished). Classes are balanced in both splits; the same seed gives
+    the same videos.
+
+    An existing dataset in ``out`` is left alone: the same settings, when
+    complete, write nothing (the summary's ``written`` is False; an
+    unfinished one is finished); other settings, or a dataset without a
+    readable ``dataset.json``, raise :class:`SyntheticMotionError` unless
+    ``overwrite`` (then its files are removed first: the lists, classes,
+    manifest and generated videos, nothing else). A folder holding other
+    files is refused. Everything is checked before the first file is
+    written; the first video is checked to decode before the old dataset
+    is removed.
     """
     module = preset_module(preset)
-    settings = dict(module.DEFAULTS)
+    settings = dict(preset=preset, **module.DEFAULTS)
     for name, value in (('num_videos', num_videos), ('size', size),
                         ('frames', frames)):
         if value is not None:
             settings[name] = value
+    settings.update(seed=seed, fps=fps, val_fraction=val_fraction)
     classes = module.CLASSES
-    for name, value, low in (('num_videos', settings['num_videos'],
-                              2 * len(classes)),
-                             ('size', settings['size'], 16),
-                             ('frames', settings['frames'], 4),
-                             ('fps', fps, 1)):
-        if not isinstance(value, int) or value < low:
-            raise SyntheticMotionError(
-                f'{name} must be an integer >= {low}, got {value!r}')
-    if not 0 < val_fraction < 1:
-        raise SyntheticMotionError(
-            f'val_fraction must be in (0, 1), got {val_fraction!r}')
+    _check_settings(settings, classes)
     num_videos, size, frames = (settings['num_videos'], settings['size'],
                                 settings['frames'])
-    video_dir = osp.join(out, 'videos')
-    try:
-        os.makedirs(video_dir, exist_ok=True)
-    except OSError as e:
-        raise SyntheticMotionError(f"cannot write to '{out}': {e}") from None
-    num_val = max(len(classes), int(round(num_videos * val_fraction)))
-    splits = {'train': num_videos - num_val, 'val': num_val}
-    counts = {}
-    start = time.time()
-    done = 0
-    for split_index, (split, count) in enumerate(splits.items()):
-        lines = []
-        per_class = [0] * len(classes)
-        for index in range(count):
-            label = index % len(classes)
-            rng = np.random.default_rng([seed, split_index, index])
-            name = f'{split}_{index:05d}.mp4'
-            write_video(osp.join(video_dir, name),
-                        module.render(rng, label, frames, size), fps)
-            if done == 0:
-                try:
-                    check_decodes(osp.join(video_dir, name), frames, size)
-                except SyntheticMotionError:
-                    os.remove(osp.join(video_dir, name))
-                    raise
-            lines.append(f'{name} {label}')
-            per_class[label] += 1
-            done += 1
-            if progress is not None:
-                progress(done, num_videos)
-        with open(osp.join(out, f'{split}_list.txt'), 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-        counts[split] = per_class
-    with open(osp.join(out, 'classes.txt'), 'w') as f:
-        f.write('\n'.join(classes) + '\n')
-    return dict(
-        out=out,
+    splits, counts = _splits(settings, classes)
+    summary = dict(
+        out=os.fspath(out) if isinstance(out, os.PathLike) else out,
         preset=preset,
-        videos=video_dir,
+        videos=osp.join(out, 'videos'),
         train_list=osp.join(out, 'train_list.txt'),
         val_list=osp.join(out, 'val_list.txt'),
         classes=list(classes),
@@ -264,8 +401,47 @@ def generate(out, num_videos=None, size=None, frames=None, seed=0, fps=16,
         num_videos=num_videos,
         size=size,
         frames=frames,
-        seed=seed,
-        elapsed_s=round(time.time() - start, 2))
+        seed=seed)
+    start = time.time()
+    action = _check_out(out, settings, overwrite)
+    if action == 'done':
+        return dict(summary, written=False, elapsed_s=0.0)
+    with tempfile.TemporaryDirectory() as folder:
+        # the first video must decode before anything in out changes
+        probe = osp.join(folder, 'probe.mp4')
+        first = module.render(np.random.default_rng([seed, 0, 0]), 0,
+                              frames, size)
+        write_video(probe, first, fps)
+        check_decodes(probe, frames, size)
+    if action == 'replace':
+        _remove_dataset(out)
+    video_dir = osp.join(out, 'videos')
+    try:
+        os.makedirs(video_dir, exist_ok=True)
+    except OSError as e:
+        raise SyntheticMotionError(
+            f"cannot write to '{out}': {e.strerror or e}") from None
+    _write_manifest(out, settings, complete=False)
+    done = 0
+    for split_index, (split, count) in enumerate(splits.items()):
+        lines = []
+        for index in range(count):
+            label = index % len(classes)
+            rng = np.random.default_rng([seed, split_index, index])
+            name = f'{split}_{index:05d}.mp4'
+            write_video(osp.join(video_dir, name),
+                        module.render(rng, label, frames, size), fps)
+            lines.append(f'{name} {label}')
+            done += 1
+            if progress is not None:
+                progress(done, num_videos)
+        with open(osp.join(out, f'{split}_list.txt'), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+    with open(osp.join(out, 'classes.txt'), 'w') as f:
+        f.write('\n'.join(classes) + '\n')
+    _write_manifest(out, settings, complete=True)
+    return dict(summary, written=True,
+                elapsed_s=round(time.time() - start, 2))
 
 
 def frame_features(frames, step=4):
@@ -330,7 +506,8 @@ def pixel_statistics(num_videos=400, size=32, frames=16, seed=0):
     return stats / counts[:, None]
 
 
-__all__ = ['CLASSES', 'PRESETS', 'DEFAULTS', 'generate', 'preset_module',
+__all__ = ['CLASSES', 'PRESETS', 'DEFAULTS', 'LIMITS', 'MAX_VIDEO_PIXELS',
+           'MANIFEST', 'generate', 'preset_module',
            'render', 'write_video', 'check_decodes',
            'probe_single_vs_multi_frame', 'pixel_statistics',
            'SyntheticMotionError']

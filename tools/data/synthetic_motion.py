@@ -12,6 +12,16 @@ classes among distractors (see :mod:`e3d_plugin.datasets.motion_hard`); in
 both one frame alone cannot tell the classes apart. Unset sizes take the
 preset's defaults (basic: 1000 videos, 64px, 32 frames; hard: 2000 videos,
 40px, 32 frames).
+
+The settings are recorded in ``dataset.json``. A folder that already holds
+a dataset is left alone: a rerun with the same settings writes nothing
+(``already holds this dataset``; an unfinished one is finished), another
+preset, seed, size, frame count, frame rate or number of videos is refused,
+as is a dataset without ``dataset.json`` (of an older generator), unless
+``--overwrite`` asks to replace it. A folder of other files is refused.
+Bad input (including sizes over 100000 videos, 1024 pixels, 4096 frames,
+2**26 pixels per video or 1000 fps) ends in one line ``error: ...`` and
+exit code 2 before anything is written.
 """
 import os.path as osp
 import sys
@@ -43,6 +53,10 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='random seed')
     parser.add_argument('--fps', type=int, default=16,
                         help='frame rate written in the files')
+    parser.add_argument(
+        '--overwrite', action='store_true',
+        help='replace a dataset of other settings in --out (its videos, '
+        'lists and classes; nothing else)')
     args = parser.parse_args(argv)
 
     from e3d_plugin.datasets.synthetic_motion import (SyntheticMotionError,
@@ -53,17 +67,31 @@ def main(argv=None):
             print(f'\r{done}/{total} videos', end='', file=sys.stderr,
                   flush=True)
 
+    if args.out is not None and not args.out:
+        print('error: --out must not be empty (omit it for the default '
+              'folder)', file=sys.stderr)
+        return 2
     out = args.out or {'basic': 'data/synthetic_motion',
                        'hard': 'data/motion_hard'}[args.preset]
     try:
         summary = generate(out, num_videos=args.num_videos, size=args.size,
                            frames=args.frames, seed=args.seed, fps=args.fps,
-                           progress=progress, preset=args.preset)
+                           progress=progress, preset=args.preset,
+                           overwrite=args.overwrite)
     except SyntheticMotionError as e:
-        print(f'error: {e}', file=sys.stderr)
+        message = str(e).replace('overwrite=True (--overwrite)',
+                                 '--overwrite')
+        if message.startswith("out '"):
+            message = '--' + message
+        print(f'error: {message}', file=sys.stderr)
         return 2
-    print(file=sys.stderr)
     counts = summary['counts']
+    if not summary['written']:
+        print(f"{out} already holds this dataset ({sum(counts['train'])} "
+              f"train and {sum(counts['val'])} val videos, seed "
+              f"{summary['seed']}): nothing written")
+        return 0
+    print(file=sys.stderr)
     print(f"wrote {sum(counts['train'])} train and {sum(counts['val'])} val "
           f"videos ({len(summary['classes'])} classes, {summary['frames']} "
           f"frames of {summary['size']}x{summary['size']}) to {out} in "
