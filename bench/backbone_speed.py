@@ -63,6 +63,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 import _interleave  # noqa: E402
+from _args import (MAX_ROUNDS, MAX_VOXELS, bounded_int,  # noqa: E402
+                   finite_float)
 from e3d_plugin.launch import OneLineArgumentParser  # noqa: E402
 
 MODELS = ('E3D-XS', 'E3D-S', 'E3D-M', 'E3D-L', 'X3D-M')
@@ -72,17 +74,6 @@ STEP_RANGE = 'backbone_speed_step'
 CONV_FORWARD = 'aten::convolution'
 CONV_BACKWARD = 'aten::convolution_backward'
 DEPTHWISE_BACKWARD = '_DepthwiseConv3dFunctionBackward'
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-positive_int.__name__ = 'positive integer'
 
 
 def parse_args(argv=None):
@@ -100,19 +91,21 @@ def parse_args(argv=None):
                         '(default: contiguous NCTHW)')
     parser.add_argument('--modes', nargs='+', choices=MODES,
                         default=list(MODES), help='what to time')
-    parser.add_argument('--frames', type=positive_int, default=16)
-    parser.add_argument('--size', type=positive_int, default=112,
+    parser.add_argument('--frames', type=bounded_int(1, 1024), default=16)
+    parser.add_argument('--size', type=bounded_int(1, 1024), default=112,
                         help='clip height and width')
-    parser.add_argument('--batch', type=positive_int, default=4,
-                        help='clips per step')
-    parser.add_argument('--rounds', type=positive_int, default=9,
+    parser.add_argument('--batch', type=bounded_int(1, 1024), default=4,
+                        help='clips per step (batch x frames x size x size '
+                        f'at most {MAX_VOXELS})')
+    parser.add_argument('--rounds', type=bounded_int(1, MAX_ROUNDS),
+                        default=9,
                         help='interleaved rounds per mode (a verdict needs '
                         f'at least {_interleave.min_rounds()})')
-    parser.add_argument('--steps', type=positive_int, default=1,
+    parser.add_argument('--steps', type=bounded_int(1, 1000), default=1,
                         help='timed steps per model per round')
-    parser.add_argument('--warmup', type=positive_int, default=3,
+    parser.add_argument('--warmup', type=bounded_int(1, 1000), default=3,
                         help='untimed steps per model and mode first')
-    parser.add_argument('--threads', type=positive_int,
+    parser.add_argument('--threads', type=bounded_int(1, 1024),
                         default=os.cpu_count(),
                         help='torch intra-op threads of each worker')
     parser.add_argument('--cudnn-benchmark', action='store_true',
@@ -122,9 +115,10 @@ def parse_args(argv=None):
     parser.add_argument('--profile', action='store_true',
                         help='profile a few steps per mode: share of 3D '
                         'convs and of depthwise 3D convs')
-    parser.add_argument('--profile-steps', type=positive_int, default=3,
+    parser.add_argument('--profile-steps', type=bounded_int(1, 100),
+                        default=3,
                         help='profiled steps per model and mode')
-    parser.add_argument('--lr', type=float, default=1e-4,
+    parser.add_argument('--lr', type=finite_float(0.0), default=1e-4,
                         help='SGD learning rate of the train steps (small, '
                         'so that the weights stay where they started)')
     parser.add_argument('--models', nargs=2, default=['E3D-M', 'X3D-M'],
@@ -141,6 +135,17 @@ def parse_args(argv=None):
         parser.error('--amp-dtype needs --amp')
     if args.amp and args.amp_dtype is None:
         args.amp_dtype = 'float16' if args.device == 'cuda' else 'bfloat16'
+    voxels = args.batch * args.frames * args.size**2
+    if voxels > MAX_VOXELS:
+        parser.error(f'--batch x --frames x --size x --size is {voxels} '
+                     f'voxels, more than the {MAX_VOXELS} a step takes; '
+                     'lower --batch, --frames or --size')
+    if args.json is not None and not args.worker:
+        from e3d_plugin.launch import LaunchError, check_output_path
+        try:
+            check_output_path(args.json, '--json')
+        except LaunchError as e:
+            parser.error(str(e))
     return args
 
 

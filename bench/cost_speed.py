@@ -41,6 +41,7 @@ import tempfile
 import timeit
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 #: The target stated for the search's inner loop.
 TARGET_US = 50.0
@@ -49,15 +50,17 @@ PUBLISHED = ('E3D-S', 'E3D-M', 'E3D-L')
 
 
 def parse_args(argv=None):
-    """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--number', type=int, default=20000,
-                        help='calls per timeit run')
-    parser.add_argument('--repeat', type=int, default=7,
+    """Command-line options (counts bounded: a bad one is one line)."""
+    from _args import MAX_ROUNDS, OneLineParser, bounded_int
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--number', type=bounded_int(1, 10**6),
+                        default=20000, help='calls per timeit run')
+    parser.add_argument('--repeat', type=bounded_int(1, 100), default=7,
                         help='timeit runs; the median is reported')
     parser.add_argument('--baseline',
                         help='git revision or folder to compare against')
-    parser.add_argument('--rounds', type=int, default=10,
+    parser.add_argument('--rounds', type=bounded_int(1, MAX_ROUNDS),
+                        default=10,
                         help='alternating rounds with --baseline')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -157,11 +160,19 @@ def baseline_root(spec, folder):
     or ``git archive spec`` unpacked into ``folder``."""
     if osp.isdir(osp.join(spec, 'e3d_plugin')):
         return osp.abspath(spec)
+    from _args import git_revision
+    try:
+        git_revision(ROOT, spec)
+    except ValueError:
+        raise ValueError(f'--baseline {spec} is neither a folder holding '
+                         'e3d_plugin nor a revision of this repository'
+                         ) from None
     archive = subprocess.run(['git', 'archive', spec, 'e3d_plugin'],
                              cwd=ROOT, capture_output=True)
     if archive.returncode != 0:
-        sys.exit(f'error: --baseline {spec} is neither a folder holding '
-                 f'e3d_plugin nor a git revision ({archive.stderr.decode()})')
+        lines = archive.stderr.decode(errors='replace').strip().splitlines()
+        raise ValueError(f'--baseline {spec}: git archive failed ('
+                         f"{lines[-1] if lines else 'no message'})")
     subprocess.run(['tar', '-x', '-C', folder], input=archive.stdout,
                    check=True)
     return folder
@@ -222,7 +233,11 @@ def main(argv=None):
     if args.worker:
         return worker(args.worker, args.number)
     if args.baseline:
-        return compare(args)
+        from _args import fail
+        try:
+            return compare(args)
+        except ValueError as e:
+            return fail(e)
     calls = make_calls(ROOT)
     import torch  # only for the version line; the timed code never uses it
     print(f'python {platform.python_version()}, torch {torch.__version__}, '

@@ -89,6 +89,11 @@ TABLE_NAME = 'e3d_vs_x3d.json'
 METRIC = 'acc/top1'
 
 
+#: Largest --seeds and --epochs.
+MAX_SEEDS = 1000
+MAX_EPOCHS = 1000
+
+
 class BenchError(ValueError):
     """The comparison cannot run as asked (one line for the user)."""
 
@@ -328,10 +333,21 @@ class Comparison:
                  train_command=None, stream=None, queue=None):
         if not isinstance(seeds, int) or seeds < 1:
             raise BenchError(f'--seeds must be an integer >= 1, got {seeds}')
+        if seeds > MAX_SEEDS:
+            raise BenchError(f'--seeds must be at most {MAX_SEEDS}, got '
+                             f'{seeds}')
         if epochs is not None and (not isinstance(epochs, int) or
                                    epochs < 1):
             raise BenchError(
                 f'--epochs must be an integer >= 1, got {epochs}')
+        if epochs is not None and epochs > MAX_EPOCHS:
+            raise BenchError(f'--epochs must be at most {MAX_EPOCHS}, got '
+                             f'{epochs}')
+        from e3d_plugin.launch import LaunchError, check_output_path
+        try:
+            check_output_path(work_dir, '--work-dir', folder=True)
+        except LaunchError as e:
+            raise BenchError(str(e)) from None
         self.work_dir = osp.abspath(work_dir)
         self.seeds = seeds
         self.epochs = epochs
@@ -397,22 +413,32 @@ class Comparison:
         elif self.resume:
             raise BenchError(f'--resume: no comparison in {self.work_dir} '
                              f'(no {SETTINGS_NAME}); run without it')
-        if self.data_root is not None and not osp.isdir(self.data_root):
+        if self.data_root is not None and not all(
+                osp.exists(osp.join(self.data_root, name))
+                for name in ('train_list.txt', 'val_list.txt', 'videos')):
             raise BenchError(
-                f"--data-root '{self.data_root}' does not exist; generate "
-                'it with python tools/data/synthetic_motion.py --preset '
-                f'hard --out {self.data_root}')
+                f"--data-root '{self.data_root}' holds no hard benchmark "
+                '(train_list.txt, val_list.txt, videos/); generate it with '
+                'python tools/data/synthetic_motion.py --preset hard --out '
+                f'{self.data_root}')
+        created = not osp.exists(self.work_dir)
         os.makedirs(self.work_dir, exist_ok=True)
         batch_sizes = {}
-        for name, config in self.configs.items():
-            path = write_bench_config(self.run_config(name), config,
-                                      self.epochs, self.data_root)
-            try:
-                cfg = load_config(path)
-                check_data(cfg, splits=('train', 'val'))
-            except LaunchError as e:
-                raise BenchError(f'{name}: {e}') from None
-            batch_sizes[name] = int(cfg.train_dataloader.batch_size)
+        try:
+            for name, config in self.configs.items():
+                path = write_bench_config(self.run_config(name), config,
+                                          self.epochs, self.data_root)
+                try:
+                    cfg = load_config(path)
+                    check_data(cfg, splits=('train', 'val'))
+                except LaunchError as e:
+                    raise BenchError(f'{name}: {e}') from None
+                batch_sizes[name] = int(cfg.train_dataloader.batch_size)
+        except BenchError:
+            if created:  # nothing but the run configs written just now
+                import shutil
+                shutil.rmtree(self.work_dir, ignore_errors=True)
+            raise
         # the seed count may grow on --resume: kept for --report-only
         settings = dict(self.settings(), seeds=self.seeds)
         from e3d_plugin.fileio import atomic_write
@@ -586,7 +612,8 @@ def main(argv=None):
                                 for name, config in CONFIGS.items()}))
             return 0
         from e3d_plugin.study.queue import queue_options
-        bench = Comparison(args.work_dir, seeds=args.seeds or 3,
+        bench = Comparison(args.work_dir,
+                           seeds=3 if args.seeds is None else args.seeds,
                            queue=queue_options(args),
                            epochs=args.epochs, data_root=args.data_root,
                            resume=args.resume or args.report_only,
@@ -597,11 +624,18 @@ def main(argv=None):
             if not osp.exists(path):
                 raise BenchError(f'--report-only: no comparison in '
                                  f'{bench.work_dir}')
-            with open(path) as f:
-                saved = json.load(f)
+            try:
+                with open(path) as f:
+                    saved = json.load(f)
+                if not isinstance(saved, dict):
+                    raise ValueError('not a JSON object')
+            except (OSError, ValueError) as e:
+                raise BenchError(f'--report-only: {path} is unreadable '
+                                 f'({e})') from None
             bench.epochs, bench.data_root = (saved.get('epochs'),
                                              saved.get('data_root'))
-            bench.seeds = args.seeds or saved.get('seeds') or 3
+            bench.seeds = (args.seeds if args.seeds is not None else
+                           saved.get('seeds') or 3)
         else:
             bench.train()
         costs = {name: config_cost(config)

@@ -16,18 +16,21 @@ swing hits both; the ratio onnxruntime / PyTorch is reported per round
 the parity) and onnxruntime with its CUDA provider when it has one, else on
 the CPU (said in the output).
 """
-import argparse
 import os.path as osp
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+from _args import MAX_ROUNDS, bounded_int, check_device, fail  # noqa: E402
+from e3d_plugin.launch import OneLineArgumentParser  # noqa: E402
 
 
 def parse_args(argv=None):
-    """Command-line arguments."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    """Command-line arguments (sizes bounded: a bad one is one line)."""
+    parser = OneLineArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', default='E3D-S,E3D-M,E3D-L',
                         help='comma-separated presets')
     parser.add_argument(
@@ -35,10 +38,12 @@ def parse_args(argv=None):
         metavar='NAME=FILE', help='also a structure file (e.g. a search\'s '
         'best_structure.json), at --clip or the preset clip of NAME\'s '
         'size if NAME is a preset, else 8x64x64')
-    parser.add_argument('--clip', type=int, nargs=3, metavar=('T', 'H', 'W'))
-    parser.add_argument('--rounds', type=int, default=10)
+    parser.add_argument('--clip', type=bounded_int(1, 4096), nargs=3,
+                        metavar=('T', 'H', 'W'))
+    parser.add_argument('--rounds', type=bounded_int(1, MAX_ROUNDS),
+                        default=10)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int, default=0,
+    parser.add_argument('--threads', type=bounded_int(0, 1024), default=0,
                         help='threads of both runtimes (0: their default)')
     return parser.parse_args(argv)
 
@@ -122,36 +127,51 @@ def main(argv=None):
 
     import e3d_plugin  # noqa: F401  (registers E3D)
     from e3d_plugin import PRESETS, get_preset, load_structure
+    from e3d_plugin.deploy import (DeployError, check_input_file,
+                                   check_input_size)
     from e3d_plugin.presets import PRESET_CLIPS
+    from e3d_plugin.structure import StructureError
     from mmengine.registry import init_default_scope
     init_default_scope('mmaction')
+    try:
+        check_device(args.device)
+    except ValueError as e:
+        return fail(e)
     if args.device.startswith('cuda'):
-        if not torch.cuda.is_available():
-            print('error: --device cuda: CUDA is not available',
-                  file=sys.stderr)
-            return 2
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     if args.threads:
         torch.set_num_threads(args.threads)
     jobs = []
-    for name in [m for m in args.models.split(',') if m]:
+    for name in [m.strip() for m in args.models.split(',') if m.strip()]:
         if name not in PRESETS:
-            print(f'error: --models: unknown preset {name!r}; choose from '
-                  f'{", ".join(PRESETS)}', file=sys.stderr)
-            return 2
+            return fail(f'--models: unknown preset {name!r}; choose from '
+                        f'{", ".join(PRESETS)}')
         frames, size = PRESET_CLIPS[name]
         jobs.append((name, dict(arch=name), get_preset(name).out_channels,
                      tuple(args.clip or (frames, size, size))))
     for item in args.structure:
         name, _, path = item.partition('=')
-        if not path or not osp.isfile(path):
-            print(f"error: --structure {item!r}: give NAME=FILE of an "
-                  'existing structure file', file=sys.stderr)
-            return 2
-        structure = load_structure(path)
+        if not name or not path:
+            return fail(f'--structure {item!r}: give NAME=FILE of an '
+                        'existing structure file')
+        try:
+            check_input_file(path, f'--structure {name}')
+            structure = load_structure(path)
+        except (DeployError, StructureError, ValueError, TypeError,
+                OSError) as e:
+            lines = [line for line in str(e).splitlines() if line.strip()]
+            return fail(f'--structure {name}: ' + (
+                lines[-1] if lines else type(e).__name__))
         jobs.append((name, dict(structure_file=path), structure.out_channels,
                      tuple(args.clip or (8, 64, 64))))
+    if not jobs:
+        return fail('nothing to measure: give --models or --structure')
+    for name, _, _, clip in jobs:
+        try:
+            check_input_size(clip)
+        except DeployError as e:
+            return fail(f'{name}: {e}')
     print(f'device {args.device}, torch {torch.__version__}, threads '
           f'{torch.get_num_threads()}, {args.rounds} alternating rounds')
     print('model | clip T H W | export s | max abs diff | max abs logit | '
@@ -160,7 +180,10 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         for name, backbone, channels, clip in jobs:
             model = build(backbone, channels)
-            r = measure(name, model, clip, args, tmp)
+            try:
+                r = measure(name, model, clip, args, tmp)
+            except DeployError as e:  # a clip the network cannot take
+                return fail(f'{name}: {e}')
             o, t, q = r['ort'], r['torch'], r['ratio']
             print(f"{name} | {clip[0]} {clip[1]} {clip[2]} | "
                   f"{r['export_s']:.1f} | {r['max_diff']:.2g} | "

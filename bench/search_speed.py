@@ -19,7 +19,6 @@ shared with other jobs, trust the ratio of a round over the raw times.
 
 ``--baseline none`` times this tree only (one run per round).
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -30,6 +29,14 @@ import tarfile
 import tempfile
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+from _args import (MAX_ROUNDS, OneLineParser, bounded_int, fail,  # noqa: E402
+                   git_revision)
+
+
+class SearchFailed(RuntimeError):
+    """A search run of one tree ended with an error."""
 
 
 def export_revision(revision, folder):
@@ -55,7 +62,11 @@ def time_search(tree, config, seed, num_candidates):
              f'search.num_candidates={num_candidates}'],
             cwd=tree, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            raise RuntimeError(f'search in {tree} failed:\n{proc.stderr}')
+            lines = [line for line in proc.stderr.splitlines()
+                     if line.strip()]
+            raise SearchFailed(
+                f'the search of {tree} failed (exit code '
+                f"{proc.returncode}): {lines[-1] if lines else 'no message'}")
         with open(osp.join(work_dir, 'search_summary.json')) as f:
             summary = json.load(f)
     per_100k = summary['elapsed_s'] * 1e5 / summary['num_evaluated']
@@ -64,20 +75,44 @@ def time_search(tree, config, seed, num_candidates):
 
 def main(argv=None):
     """Run the rounds and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument('--baseline', default='ebf64a4',
                         help="git revision to compare with ('none': none)")
     parser.add_argument('--config', default='m',
                         help='search config: configs/search_e3d_<config>.py')
-    parser.add_argument('--rounds', type=int, default=5)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-candidates', type=int, default=100000)
+    parser.add_argument('--rounds', type=bounded_int(1, MAX_ROUNDS),
+                        default=5)
+    parser.add_argument('--seed', type=bounded_int(0, 2**32 - 1), default=0)
+    parser.add_argument('--num-candidates', type=bounded_int(1, 10**7),
+                        default=100000)
     args = parser.parse_args(argv)
+    config = osp.join('configs', f'search_e3d_{args.config}.py')
+    if '/' in args.config or not osp.isfile(osp.join(ROOT, config)):
+        return fail(f'--config {args.config!r}: no {config} in this tree')
+    if args.baseline != 'none':
+        try:
+            git_revision(ROOT, args.baseline)
+        except ValueError as e:
+            return fail(e)
+    try:
+        return compare(args)
+    except SearchFailed as e:
+        return fail(e)
+
+
+def compare(args):
+    """Run the rounds and print the table."""
     with tempfile.TemporaryDirectory() as folder:
         runs = [('this tree', ROOT)]
         if args.baseline != 'none':
-            runs.insert(0, (args.baseline,
-                            export_revision(args.baseline, folder)))
+            tree = export_revision(args.baseline, folder)
+            if not osp.isfile(osp.join(tree, 'configs',
+                                       f'search_e3d_{args.config}.py')):
+                raise SearchFailed(
+                    f'--config {args.config!r}: the baseline '
+                    f'{args.baseline} has no configs/search_e3d_'
+                    f'{args.config}.py')
+            runs.insert(0, (args.baseline, tree))
         print(f'config {args.config}, {args.num_candidates} candidates, seed '
               f'{args.seed}; search seconds per 100,000 candidates')
         header = f"{'round':>5}" + ''.join(f'{name:>14}' for name, _ in runs)

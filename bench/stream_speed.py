@@ -17,7 +17,6 @@ whole-clip ms per frame, streaming ms per new frame, their ratio per round
 streamed outputs are checked against the whole clip's. Eval mode, batch 1,
 fp32, random weights with random norm scales and shifts.
 """
-import argparse
 import copy
 import os.path as osp
 import sys
@@ -26,20 +25,27 @@ import time
 import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+from _args import (MAX_ROUNDS, bounded_int, check_device,  # noqa: E402
+                   check_voxels, fail)
+from e3d_plugin.launch import OneLineArgumentParser  # noqa: E402
 
 RUNTIMES = ('torch', 'onnxruntime', 'both')
 
 
 def parse_args(argv=None):
-    """Command-line arguments."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--arch', default='E3D-S')
-    parser.add_argument('--frames', type=int, default=13)
-    parser.add_argument('--size', type=int, default=160)
-    parser.add_argument('--chunk', type=int, default=1)
-    parser.add_argument('--rounds', type=int, default=10)
+    """Command-line arguments (sizes bounded: a bad one is one line)."""
+    from e3d_plugin import PRESETS
+    parser = OneLineArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', default='E3D-S', choices=sorted(PRESETS))
+    parser.add_argument('--frames', type=bounded_int(1, 1024), default=13)
+    parser.add_argument('--size', type=bounded_int(1, 1024), default=160)
+    parser.add_argument('--chunk', type=bounded_int(1, 1024), default=1)
+    parser.add_argument('--rounds', type=bounded_int(1, MAX_ROUNDS),
+                        default=10)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int, default=0,
+    parser.add_argument('--threads', type=bounded_int(0, 1024), default=0,
                         help='threads of both runtimes (0: their default)')
     parser.add_argument('--runtime', choices=RUNTIMES, default='both',
                         help='onnxruntime needs pip install -e ".[deploy]" '
@@ -159,9 +165,12 @@ def main(argv=None):
     import e3d_plugin  # noqa: F401
     from e3d_plugin.deploy import state_nbytes, summarize
     from e3d_plugin.models import E3D
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        print('error: --device cuda: CUDA is not available', file=sys.stderr)
-        return 2
+    try:
+        check_device(args.device)
+        check_voxels(f'a clip of {args.frames}x{args.size}x{args.size}',
+                     args.frames * args.size**2)
+    except ValueError as e:
+        return fail(e)
     if args.frames % args.chunk:
         print(f'error: --frames {args.frames} is not a multiple of --chunk '
               f'{args.chunk}', file=sys.stderr)
@@ -192,8 +201,14 @@ def main(argv=None):
                        device=args.device)
     runners = {}
     diffs = {}
-    whole, stream, diffs['torch'], warm_state = torch_runners(
-        model, clip, args)
+    try:
+        whole, stream, diffs['torch'], warm_state = torch_runners(
+            model, clip, args)
+    except RuntimeError as e:  # a clip the network cannot take
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        return fail(f'{args.arch} cannot take a clip of {args.frames}x'
+                    f'{args.size}x{args.size}: '
+                    f'{lines[-1] if lines else type(e).__name__}')
     if 'torch' in runtimes:
         runners['torch'] = (whole, stream)
     with tempfile.TemporaryDirectory() as tmp:

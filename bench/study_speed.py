@@ -31,7 +31,6 @@ checkpoints). Results go to ``WORK_DIR/study_speed.jsonl`` (one line per
 set, appended, so a stopped bench keeps what it measured) and a table on
 stdout; ``--report-only`` prints the table of what is there.
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -45,6 +44,9 @@ from datetime import datetime
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+from _args import OneLineParser, bounded_int, fail, git_revision  # noqa: E402
 
 DEFAULT_BASELINE = 'd714928'
 DEFAULT_CONFIGS = ('configs/e3d/e3d_xs_8x4x1_motion-hard.py',
@@ -236,11 +238,11 @@ def report(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument('--baseline', default=DEFAULT_BASELINE)
-    parser.add_argument('--rounds', type=int, default=2)
-    parser.add_argument('--seeds', type=int, default=2)
-    parser.add_argument('--epochs', type=int,
+    parser.add_argument('--rounds', type=bounded_int(1, 1000), default=2)
+    parser.add_argument('--seeds', type=bounded_int(1, 1000), default=2)
+    parser.add_argument('--epochs', type=bounded_int(2, 1000),
                         help="shorter schedule than the configs' (a quick "
                         'check)')
     parser.add_argument('--configs', nargs='+', default=list(DEFAULT_CONFIGS))
@@ -254,34 +256,38 @@ def main(argv=None):
     results = osp.join(args.work_dir, 'study_speed.jsonl')
     if args.report_only:
         if not osp.isfile(results):
-            print(f'error: no results in {args.work_dir}', file=sys.stderr)
-            return 2
-        print(report(results))
+            return fail(f'no results in {args.work_dir}')
+        try:
+            print(report(results))
+        except (OSError, ValueError, KeyError, TypeError, IndexError,
+                AttributeError, ZeroDivisionError) as e:
+            return fail(f'{results} is damaged ({type(e).__name__}: '
+                        f'{e}); the bench appends one JSON object per line')
         return 0
-    for flag, value in (('--rounds', args.rounds), ('--seeds', args.seeds),
-                        ('--epochs', args.epochs)):
-        if value is not None and not (2 if flag == '--epochs' else 1) <= \
-                value <= 1000:
-            print(f'error: {flag} is out of range (1..1000, --epochs 2..)'
-                  f', got {value}',
-                  file=sys.stderr)
-            return 2
     if not osp.isfile(osp.join(args.data_root, 'train_list.txt')):
-        print(f"error: --data-root '{args.data_root}' holds no hard "
-              'benchmark; generate it with python tools/data/'
-              f'synthetic_motion.py --preset hard --out {args.data_root}',
-              file=sys.stderr)
-        return 2
+        return fail(f"--data-root '{args.data_root}' holds no hard "
+                    'benchmark; generate it with python tools/data/'
+                    'synthetic_motion.py --preset hard --out '
+                    f'{args.data_root}')
+    for config in args.configs:
+        if not osp.isfile(osp.join(ROOT, config)):
+            return fail(f"--configs: no config '{config}' in this tree")
     import e3d_plugin  # noqa: F401
+    from e3d_plugin.launch import LaunchError, check_output_path
+    try:
+        check_output_path(args.work_dir, '--work-dir', folder=True)
+        if args.only != 'new':
+            git_revision(ROOT, args.baseline)
+    except (LaunchError, ValueError) as e:
+        return fail(e)
     os.makedirs(args.work_dir, exist_ok=True)
     tree = osp.join(osp.abspath(args.work_dir), 'baseline')
     if args.only != 'new' and not osp.isdir(tree):
         try:
             export_revision(args.baseline, tree)
         except subprocess.CalledProcessError:
-            print(f'error: --baseline {args.baseline}: not a revision of '
-                  'this repository', file=sys.stderr)
-            return 2
+            return fail(f'--baseline {args.baseline}: not a revision of '
+                        'this repository')
     sides = [m for m in ('old', 'new') if args.only in (None, m)]
     stamp = time.strftime('%Y%m%d_%H%M%S')
     for number in range(args.rounds):

@@ -219,8 +219,7 @@ def test_worker_gets_the_options_but_not_models_or_json(bench):
     (['--amp-dtype', 'float16'],
      'error: --amp-dtype needs --amp (see --help)'),
     (['--rounds', '0'],
-     "error: argument --rounds: invalid positive integer value: '0' "
-     '(see --help)'),
+     'error: argument --rounds: must be in 1..1000, got 0 (see --help)'),
 ])
 def test_bad_options_are_one_line(bench, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
