@@ -130,6 +130,19 @@ def test_fast_cost_equals_the_walk_on_random_structures():
                                       frames)) == expected
             assert tuple(compute_cost(structure, image_size,
                                       frames)) == expected  # memoised
+            for options in ({}, dict(act='swish'), dict(with_cp=True)):
+                report = analyze_cost(structure, image_size, frames,
+                                      **options)
+                memory = (report.max_feature, report.activation_bytes)
+                assert memory == (
+                    max(b.max_feature for b in report.blocks),
+                    sum(b.activation_bytes for b in report.blocks))
+                cost_module._OPTION_MEMOS.clear()
+                for _ in range(2):  # cold, then memoised
+                    cost = compute_cost(structure, image_size, frames,
+                                        **options)
+                    assert (cost.max_feature,
+                            cost.activation_bytes) == memory
             assert output_shape(structure, image_size, frames) == \
                 report.blocks[-1].out_shape
 
