@@ -687,6 +687,9 @@ BAD_INPUTS = [
      'integer in 1..200000, got 10000000'),
     (['--band', '2'], 'error: --band must be a number in (0, 1], got 2.0'),
     (['--band', '0'], 'error: --band must be a number in (0, 1], got 0.0'),
+    (['--band', '1'], 'error: random: none of 5 draws is within the '
+     'budgets with FLOPs >= 1.72e+07 (1 x the FLOPs budget); lower --band '
+     'or raise --num-candidates'),
     (['--search-seed', '-1'], 'error: --search-seed must be an integer in '
      '0..2147483647, got -1'),
     (['--first-seed', '-3'], 'error: --first-seed must be an integer in '
@@ -752,3 +755,53 @@ def test_tool_bad_inputs_one_line_exit_2(extra, message, setup, capsys):
     assert code == 2
     assert err == message.format(**values) + '\n'
     assert not osp.exists(work)
+
+
+# ----------------------------------------------------------------------
+# end to end, real training
+@pytest.mark.slow
+def test_tool_trains_tiny_trials_with_x3d(tmp_path, capsys):
+    data = str(tmp_path / 'data')
+    proc = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'data',
+                                  'synthetic_motion.py'), '--out', data,
+         '--num-videos', '40', '--size', '32', '--frames', '16'],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    train = write(tmp_path / 'train.py', f'''
+        _base_ = [{osp.join(ROOT, 'configs', 'e3d',
+                            'e3d_xs_8x4x1_synthetic-motion.py')!r}]
+        data_root = {data!r}
+        _loader = dict(batch_size=8, num_workers=0, persistent_workers=False)
+        train_dataloader = dict(**_loader, dataset=dict(
+            ann_file=data_root + '/train_list.txt',
+            data_prefix=dict(video=data_root + '/videos')))
+        val_dataloader = dict(**_loader, dataset=dict(
+            ann_file=data_root + '/val_list.txt',
+            data_prefix=dict(video=data_root + '/videos')))
+        test_dataloader = val_dataloader
+        ''')
+    work_dir = str(tmp_path / 'trials')
+    argv = [SEARCH, '--train-config', train, '--work-dir', work_dir,
+            '--scores', 'stentr', 'flops', '--num-candidates', '50',
+            '--seeds', '2', '--no-progress', '--train-cfg-options',
+            'train_cfg.max_epochs=1']
+    tool = load_tool('search_trials')
+    assert tool.main(argv) == 0
+    out = capsys.readouterr()
+    report = json.load(open(osp.join(work_dir, 'trials.json')))
+    assert report['runs_done'] == report['num_runs']
+    rows = {row['name']: row for row in report['rows']}
+    assert list(rows) == ['stentr', 'flops', 'x3d']
+    for row in rows.values():
+        assert row['n'] == 2 and 0 <= row['mean'] <= 1
+    assert rows['x3d']['cost']['flops'] == 17013760
+    # the training clip (8x64x64) is not the search clip: a note says so
+    assert report['notes'][0].startswith(
+        'the training clip (8x64x64) is not the search clip (8x40x40)')
+    assert 'X3D (equal FLOPs)' in out.out
+    # resuming finished trials trains nothing and reports the same
+    assert tool.main(argv + ['--resume']) == 0
+    again = capsys.readouterr()
+    assert again.out == out.out
+    assert 'training' not in again.err and 'search ' not in again.err

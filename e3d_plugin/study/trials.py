@@ -615,6 +615,10 @@ class SearchTrials:
                 f'{PLAN_NAME}); run without it to start them')
         built = {name: self.build(name) for name in self.scores}
         setup = built[self.scores[0]]
+        if 'random' in built:  # milliseconds: refuse a band none reaches
+            draw_in_band(setup.space, setup.init_structure, setup.budgets,
+                         setup.image_size, setup.frames, self.band,
+                         self.search_seed, self.num_candidates)
         x3d = None
         if self.x3d_config:
             x3d = self._x3d_entry(setup)
@@ -622,6 +626,7 @@ class SearchTrials:
         image_size = setup.image_size
         if not isinstance(image_size, (list, tuple)):
             image_size = (image_size, image_size)
+        notes = self._clip_notes(setup.frames, list(image_size))
         self.plan = _normal(dict(
             format=PLAN_FORMAT, version=PLAN_VERSION,
             settings=settings,
@@ -631,10 +636,28 @@ class SearchTrials:
             band_flops=(self.band * budgets['flops'] if 'flops' in budgets
                         else None),
             x3d=x3d,
+            notes=notes,
             searches={}))
         os.makedirs(self.work_dir, exist_ok=True)
         self._save_plan()
         return self.plan
+
+    def _clip_notes(self, frames, image_size):
+        """A note when the training config's clip is not the search's (the
+        searched costs are then not those of the trained networks)."""
+        from e3d_plugin.launch import LaunchError, config_clip, load_config
+        try:
+            cfg = load_config(self.train_config,
+                              self.train_cfg_options or None)
+            clip_frames, clip_size, _ = config_clip(cfg)
+        except LaunchError:  # checked before: cannot happen, says nothing
+            return []
+        if (clip_frames, list(clip_size)) == (frames, image_size):
+            return []
+        return [f'the training clip ({clip_frames}x{clip_size[0]}x'
+                f'{clip_size[1]}) is not the search clip ({frames}x'
+                f'{image_size[0]}x{image_size[1]}): FLOPs and scores are '
+                'those of the search clip']
 
     def _difference(self, key, saved, now):
         if key in HASH_KEYS:
@@ -673,7 +696,7 @@ class SearchTrials:
                     'version') != PLAN_VERSION:
                 raise ValueError('not a search trials plan of this version')
             _ = plan['settings'], plan['searches']
-        except (ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise StudyError(
                 f'{self.plan_path} is not a usable search trials plan ({e});'
                 ' choose another --work-dir') from None
@@ -888,7 +911,7 @@ def make_trials_report(plan, records, final_epochs=1,
     done = finished_runs(records, ('score', 'seed'))
     searches = plan['searches']
     names = list(settings['scores']) + ([X3D] if plan.get('x3d') else [])
-    notes = list(notes)
+    notes = list(plan.get('notes', [])) + list(notes)
     rows = []
     for name in names:
         owner = run_owner(plan, name)
