@@ -84,6 +84,27 @@ def parse_timing(pairs):
     return timing
 
 
+def check_table(path):
+    """``ValueError`` unless ``path`` is missing (a new table) or holds an
+    E3D latency table: the bench adds units to it, so another file is not
+    to be touched."""
+    import json
+
+    from e3d_plugin.nas.latency.table import TABLE_FORMAT
+    if not osp.exists(path):
+        return
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--table '{path}' is not an E3D latency table "
+                         f'({type(e).__name__}); give a table a search '
+                         'wrote, or a new file name') from None
+    if not isinstance(data, dict) or data.get('format') != TABLE_FORMAT:
+        raise ValueError(f"--table '{path}' is not an E3D latency table; "
+                         'give a table a search wrote, or a new file name')
+
+
 def main(argv=None):
     """Time the networks and print the comparison; return the exit code."""
     parser = OneLineParser(description=__doc__.splitlines()[0])
@@ -133,6 +154,7 @@ def main(argv=None):
         if args.table is not None:
             # read, and written with the units it lacks
             check_output_path(args.table, '--table')
+            check_table(args.table)
     except (ValueError, LaunchError) as e:
         return fail(e)
     torch.set_num_threads(args.threads)

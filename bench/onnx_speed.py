@@ -156,7 +156,7 @@ def main(argv=None):
             return fail(f'--structure {item!r}: give NAME=FILE of an '
                         'existing structure file')
         try:
-            check_input_file(path, f'--structure {name}')
+            check_input_file(path, 'structure file')
             structure = load_structure(path)
         except (DeployError, StructureError, ValueError, TypeError,
                 OSError) as e:

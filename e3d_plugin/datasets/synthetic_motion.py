@@ -323,6 +323,14 @@ def _check_out(out, settings, overwrite):
         raise SyntheticMotionError(str(e)) from None
     if not osp.isdir(out):
         return 'write'
+    for name in _OWN_FILES + ('videos', ):
+        path = osp.join(out, name)
+        if osp.lexists(path) and not (osp.isdir(path) if name == 'videos'
+                                      else osp.isfile(path)):
+            raise SyntheticMotionError(
+                f"out '{out}' holds '{name}', which is not a "
+                f"{'folder' if name == 'videos' else 'file'}; choose "
+                'another folder')
     if not _existing(out):
         if os.listdir(out):
             raise SyntheticMotionError(

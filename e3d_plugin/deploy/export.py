@@ -151,7 +151,7 @@ def write_onnx(path, write):
         try:
             os.makedirs(directory, exist_ok=True)
             handle, tmp = tempfile.mkstemp(
-                prefix=f'.{osp.basename(path)}.', suffix='.tmp',
+                prefix=f'.{osp.basename(path)[:100]}.', suffix='.tmp',
                 dir=directory)
             os.close(handle)
         except OSError as e:

@@ -165,8 +165,11 @@ def check_output_path(path, option, inputs=(), folder=False):
             raise LaunchError(f"{option} '{path}' is a file, not a folder; "
                               f'choose another {noun}')
     else:
-        if osp.isdir(path) or path.endswith(('/', os.sep)):
+        if osp.isdir(path):
             raise LaunchError(f"{option} '{path}' is a directory; give a "
+                              'file name')
+        if path.endswith(('/', os.sep)):
+            raise LaunchError(f"{option} '{path}' ends with '/'; give a "
                               'file name')
         if osp.lexists(path) and not osp.isfile(path):
             raise LaunchError(f"{option} '{path}' is not a regular file; "
