@@ -122,6 +122,17 @@ def check_output_file(path, option, inputs=(), foreign_ok=False):
         raise DeployError(
             f"{option} '{path}' exists and is not an .onnx file; choose "
             'another file name')
+    folder = osp.dirname(osp.abspath(path))
+    if osp.isdir(folder):
+        # a folder root may write by its modes and still not (/proc, /sys)
+        try:
+            handle, probe = tempfile.mkstemp(prefix='.write-probe.',
+                                             dir=folder)
+            os.close(handle)
+            os.remove(probe)
+        except OSError as e:
+            raise DeployError(f"{option} '{path}' cannot be written: "
+                              f'{e.strerror or e}') from None
     return path
 
 

@@ -6,6 +6,10 @@ and go through the spatial transforms of the config's validation pipeline
 ``DecordDecode``; the result is raw pixels ``(1, C, T, H, W)``, as the
 pipeline's ``FormatShape`` gives them to the data preprocessor.
 """
+import contextlib
+import os
+import sys
+
 import numpy as np
 import torch
 
@@ -38,6 +42,32 @@ def spatial_steps(cfg):
         'take the resize and crop from')
 
 
+@contextlib.contextmanager
+def native_stderr_muted():
+    """Silence what native libraries (decord, FFmpeg) print on the
+    process's stderr while a video is opened or decoded: a failure is
+    reported as one line of its own, not after their log lines."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no file descriptor 2 to silence
+        yield
+        return
+    try:
+        with open(os.devnull, 'wb') as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _decode_error(path, error):
+    text = ' '.join(str(error).split())
+    return DeployError(
+        f"cannot decode video '{path}' ({type(error).__name__}: {text})")
+
+
 def read_video(cfg, path, frame_interval=1, max_frames=None):
     """Frames of the video at ``path`` as raw pixels ``(1, 3, T, H, W)``
     (float32), every ``frame_interval``-th frame from the first, at most
@@ -56,11 +86,10 @@ def read_video(cfg, path, frame_interval=1, max_frames=None):
                 f'{name} must be a positive int, got {value!r}')
     results = dict(filename=path, start_index=0, modality='RGB')
     try:
-        results = TRANSFORMS.build(dict(type='DecordInit'))(results)
+        with native_stderr_muted():
+            results = TRANSFORMS.build(dict(type='DecordInit'))(results)
     except Exception as e:  # decord raises its own error kinds
-        raise DeployError(
-            f"cannot decode video '{path}' ({type(e).__name__}: {e})"
-        ) from None
+        raise _decode_error(path, e) from None
     total = int(results['total_frames'])
     # an interval past the end takes the first frame alone
     indices = np.arange(0, total, min(frame_interval, max(total, 1)))
@@ -74,12 +103,11 @@ def read_video(cfg, path, frame_interval=1, max_frames=None):
         dict(type='FormatShape', input_format='NCTHW')
     ]
     try:
-        for step in steps:
-            results = TRANSFORMS.build(step)(results)
+        with native_stderr_muted():
+            for step in steps:
+                results = TRANSFORMS.build(step)(results)
     except Exception as e:  # decode or transform failure: name the file
-        raise DeployError(
-            f"cannot decode video '{path}' ({type(e).__name__}: {e})"
-        ) from None
+        raise _decode_error(path, e) from None
     return torch.from_numpy(np.ascontiguousarray(results['imgs'][:1])).float()
 
 
