@@ -151,6 +151,9 @@ def test_search_tool_outputs(tmp_path, capsys):
     assert STEntrScore(224, 16)(best) == pytest.approx(
         summary['best_score'], rel=1e-12)
     assert compute_cost(best, 224, 16).flops == summary['best_flops']
+    best_cost = compute_cost(best, 224, 16)
+    assert (summary['best_max_feature'], summary['best_activation_bytes']) == (
+        best_cost.max_feature, best_cost.activation_bytes)
     assert E3D(structure_file=osp.join(work_dir,
                                        'best_structure.json')).structure == (
                                            best)
@@ -384,6 +387,10 @@ def test_damaged_checkpoint_refused(tmp_path, monkeypatch, damage, reason):
 @pytest.mark.parametrize('keys,value,reason', [
     (('state', 'population', 0, 2, 1, 'k'), 4, "field 'k' must be an odd"),
     (('state', 'population', 0, 3, 'flops'), 'many', 'cost flops is not'),
+    (('state', 'population', 0, 3, 'activation_bytes'), 1.5,
+     'cost activation_bytes is not'),
+    (('state', 'best', 3, 'max_feature'), None, 'cost max_feature is not'),
+    (('state', 'best', 3, 'gflops'), 1, 'the cost is not a cost dict'),
     (('state', 'rng', 1), [1, 2], 'random generator'),
     (('state', 'rng'), 'seed', 'random generator'),
     (('state', 'population'), [], 'the population is empty'),
@@ -452,6 +459,10 @@ def test_crafted_checkpoint_executes_nothing(tmp_path):
     (dict(init_structure='E3D-M'),
      'init_structure.1.L: 1 in the checkpoint, 3 now'),
     (dict(log_interval=500), 'log_interval: 1000 in the checkpoint, 500 now'),
+    (dict(budgets=dict(flops=5.0e9, layers=83, activation_bytes=6e8)),
+     'budgets.activation_bytes: None in the checkpoint, 600000000.0 now'),
+    (dict(budgets=dict(flops=5.0e9, layers=83, max_feature=6e6)),
+     'budgets.max_feature: None in the checkpoint, 6000000.0 now'),
 ])
 def test_resume_refuses_changed_settings(tmp_path, monkeypatch, change,
                                          message):
@@ -602,3 +613,76 @@ def test_generated_xs_config_keeps_the_recipe(tmp_path):
     assert model.backbone.channels_last is True
     assert model.cls_head.in_channels == load_structure(
         best_path).out_channels
+
+
+# ----------------------------------------------------------------------
+# memory budgets
+M_MEMORY = compute_cost(load_structure('E3D-M'), 224, 16)
+
+
+@pytest.mark.parametrize('budget,share', [('max_feature', 0.8),
+                                          ('activation_bytes', 0.7)])
+def test_memory_budget_below_e3d_m_is_met(budget, share):
+    """From E3D-M, with a memory budget below its own: every member and
+    the best are within it (their recorded cost is the model's). E3D-M's
+    largest feature map is its second block's first 1x1x1 conv (32
+    channels at 112 px); its stem's output (24 channels) is 75 % of it, so
+    80 % is met by a narrower bottleneck, 70 % would need a narrower stem
+    (the start's shrinking does not find one)."""
+    limit = share * getattr(M_MEMORY, budget)
+    search = searcher(init_structure='E3D-M', num_candidates=3000,
+                      budgets={budget: limit, 'layers': 83})
+    result, population = run_capturing_population(search)
+    for candidate in population + [result['population'][0]]:
+        cost = compute_cost(candidate.structure, 224, 16)
+        assert candidate.cost == cost._asdict()
+        assert getattr(cost, budget) <= limit
+    assert result['best_cost'][budget] <= limit
+    assert result['best_score'] > 0.7 * STEntrScore(224, 16)(
+        load_structure('E3D-M'))
+
+
+def test_memory_budgets_recorded_and_refused_when_changed(tmp_path,
+                                                          monkeypatch):
+    budgets = dict(flops=5.0e9, layers=83, activation_bytes=6e8,
+                   max_feature=7e6)
+    path = _killed_checkpoint(tmp_path, monkeypatch, budgets=budgets)
+    settings = json.load(open(path))['payload']['settings']
+    assert settings['budgets'] == budgets
+    args = dict(num_candidates=3000, checkpoint_interval=1000, seed=1,
+                work_dir=str(tmp_path))
+    with pytest.raises(SearchError, match=r'^--resume: budgets\.'
+                       r'activation_bytes: 600000000\.0 in the checkpoint, '
+                       r'500000000\.0 now'):
+        searcher(budgets=dict(budgets, activation_bytes=5e8),
+                 **args).run(resume=True)
+    unset = dict(budgets)
+    del unset['max_feature']
+    with pytest.raises(SearchError, match=r'^--resume: budgets\.max_feature:'
+                       r' 7000000\.0 in the checkpoint, None now'):
+        searcher(budgets=unset, **args).run(resume=True)
+    resumed = searcher(budgets=budgets, **args).run(resume=True)
+    assert resumed['best_cost']['activation_bytes'] <= 6e8
+    assert resumed['best_cost']['max_feature'] <= 7e6
+
+
+def test_checkpoint_without_memory_fields_resumes(tmp_path, monkeypatch):
+    """A checkpoint of the version before the memory fields (costs of
+    flops, params, layers only) resumes when no memory budget is set, and
+    ends as an uninterrupted run."""
+    full = searcher(num_candidates=3000, seed=1).run()
+    path = _killed_checkpoint(tmp_path, monkeypatch)
+
+    def strip(payload):
+        state = payload['state']
+        for member in state['population'] + [state['best']]:
+            for key in ('max_feature', 'activation_bytes'):
+                del member[3][key]
+
+    _rewrite(path, strip)
+    resumed = searcher(num_candidates=3000, checkpoint_interval=1000, seed=1,
+                       work_dir=str(tmp_path)).run(resume=True)
+    for key in ('best_score', 'best_structure', 'best_cost', 'curve'):
+        assert resumed[key] == full[key], key
+    assert [c.cost for c in resumed['population']] == [
+        c.cost for c in full['population']]

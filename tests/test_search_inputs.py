@@ -65,7 +65,20 @@ OPTION_CASES = [
      'GradNormScore, LayersScore, NASWOTScore, ParamsScore, RandomScore, '
      'STEntrScore, SynFlowScore, ZenScore, ZiCoScore'),
     ('search.budgets.gflops=5', "unknown budget 'gflops'; budgets are flops, "
-     'params, layers, latency'),
+     'params, layers, latency, max_feature, activation_bytes'),
+    # the memory budgets: negative, NaN, a string, zero
+    ('search.budgets.max_feature=-1', 'search.budgets: budget max_feature '
+     'must be a positive, finite number, got -1'),
+    ('search.budgets.max_feature=nan', 'search.budgets: budget max_feature '
+     'must be a positive, finite number, got nan'),
+    ('search.budgets.activation_bytes=abc', 'search.budgets: budget '
+     "activation_bytes must be a positive, finite number, got 'abc'"),
+    ('search.budgets.activation_bytes=0', 'search.budgets: budget '
+     'activation_bytes must be a positive, finite number, got 0'),
+    ('search.budgets.activation_bytes=-5e8', 'search.budgets: budget '
+     'activation_bytes must be a positive, finite number, got -500000000.0'),
+    ('search.budgets.max_feature=True', 'search.budgets: budget max_feature '
+     'must be a positive, finite number, got True'),
     ('init_structure=Nope', "init_structure: 'Nope' is neither a preset"),
     ('train_base=nope.py', 'train_base: no mmaction2 config at'),
     # malformed --cfg-options

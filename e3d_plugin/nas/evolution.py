@@ -5,9 +5,10 @@ Each step of :meth:`EntropyEvolution.run` is one named method:
 * :meth:`~EntropyEvolution.propose` draws a parent from the population (or
   two, for a crossover) and mutates it;
 * :meth:`~EntropyEvolution.evaluate` judges the child: its cost from the
-  structure (:func:`~e3d_plugin.cost.compute_cost`) against the budgets,
-  then its score; it returns a :class:`Candidate` only for a child that
-  enters the population;
+  structure (:func:`~e3d_plugin.cost.compute_cost`: FLOPs, params, layers
+  and the memory, ``max_feature`` and ``activation_bytes``) against the
+  budgets, then its score; it returns a :class:`Candidate` only for a child
+  that enters the population;
 * :meth:`~EntropyEvolution.admit` puts it in, in place of the worst member
   once the population is full (the population never holds duplicates);
 * :meth:`~EntropyEvolution.record` adds a point to the curve and shows
@@ -39,7 +40,7 @@ import sys
 import time
 
 from ..checks import is_int, is_number, short_repr
-from ..cost import compute_cost
+from ..cost import COST_FIELDS, cost_totals
 from ..registry import (SCORES, SEARCH_SPACES, SEARCHERS, UnknownTypeError,
                         build)
 from ..structure import StructureError, load_structure
@@ -48,7 +49,8 @@ from .results import (check_new_search, checkpoint_path, read_checkpoint,
                       remove_stale_temporaries, write_checkpoint)
 from .state import Candidate, CurvePoint, SearchError, SearchState
 
-BUDGET_KEYS = ('flops', 'params', 'layers', 'latency')
+BUDGET_KEYS = ('flops', 'params', 'layers', 'latency', 'max_feature',
+               'activation_bytes')
 
 
 def _fmt(value):
@@ -238,7 +240,11 @@ class EntropyEvolution:
             preset name, a structure file or a list of block dicts.
         budgets (dict): Upper bounds, each optional: ``flops`` (multiply-adds
             of one clip), ``params``, ``layers``, ``latency`` (milliseconds
-            per batch, predicted by ``latency``).
+            per batch, predicted by ``latency``), ``max_feature`` (elements
+            of the largest feature map of one clip) and ``activation_bytes``
+            (bytes a training step keeps for backward per clip, float32,
+            of the backbone with its defaults: ReLU where a block sets no
+            ``act``, no ``with_cp``; see :mod:`e3d_plugin.cost`).
         image_size (int | tuple, optional): Clip size for the cost; defaults
             to the space's.
         frames (int, optional): Clip length for the cost; defaults to the
@@ -349,6 +355,8 @@ class EntropyEvolution:
         self._max_flops = self.budgets.get('flops', inf)
         self._max_params = self.budgets.get('params', inf)
         self._max_layers = self.budgets.get('layers', inf)
+        self._max_feature = self.budgets.get('max_feature', inf)
+        self._max_activation = self.budgets.get('activation_bytes', inf)
         self._max_latency = self.budgets.get('latency')
 
     @staticmethod
@@ -416,9 +424,8 @@ class EntropyEvolution:
     def evaluate_cost(self, structure, with_latency=True):
         """Cost dict of ``structure`` (with its predicted latency when
         there is a predictor and ``with_latency``)."""
-        flops, params, layers = compute_cost(structure, self.image_size,
-                                             self.frames)
-        cost = dict(flops=flops, params=params, layers=layers)
+        cost = dict(zip(COST_FIELDS, cost_totals(structure, self.image_size,
+                                               self.frames)))
         if self.latency is not None and with_latency:
             cost['latency'] = self.latency.predict(structure, self.image_size,
                                                    self.frames)
@@ -474,7 +481,12 @@ class EntropyEvolution:
 
     def load_checkpoint(self):
         """The saved state, after checking that the checkpoint's settings
-        are this search's; :class:`SearchError` (one line) otherwise."""
+        are this search's; :class:`SearchError` (one line) otherwise.
+
+        A checkpoint written before the cost had its memory fields
+        (``max_feature``, ``activation_bytes``) resumes when no memory
+        budget is set: its members get those fields computed from their
+        structures, as a new run would have recorded them."""
         settings, state = read_checkpoint(self.work_dir)
         difference = first_difference(settings, self.settings())
         if difference is not None:
@@ -483,6 +495,15 @@ class EntropyEvolution:
                 f'--resume: {key}: {short_repr(saved)} in the checkpoint, '
                 f'{short_repr(now)} now; resume with the settings of the '
                 'checkpoint, or start a new search in another work dir')
+        completed = {}
+        for candidate in state.population + [state.best]:
+            cost = candidate.cost
+            if not all(key in cost for key in COST_FIELDS):
+                if candidate.structure not in completed:
+                    completed[candidate.structure] = self.evaluate_cost(
+                        candidate.structure, with_latency=False)
+                for key, value in completed[candidate.structure].items():
+                    cost.setdefault(key, value)
         return state
 
     # ------------------------------------------------------------------
@@ -507,17 +528,19 @@ class EntropyEvolution:
         the score, and last the latency (which may time units)."""
         if child in state.members:
             return None
-        flops, params, layers = compute_cost(child, self.image_size,
-                                             self.frames)
+        flops, params, layers, feature, activation = cost_totals(
+            child, self.image_size, self.frames)
         if (flops > self._max_flops or params > self._max_params
-                or layers > self._max_layers):
+                or layers > self._max_layers or feature > self._max_feature
+                or activation > self._max_activation):
             return None
         value = self.score(child)
         population = state.population
         if len(population) >= self.population_size and (
                 value <= population[0].score):
             return None
-        cost = dict(flops=flops, params=params, layers=layers)
+        cost = dict(flops=flops, params=params, layers=layers,
+                    max_feature=feature, activation_bytes=activation)
         if self._max_latency is not None:
             predicted = self.latency.predict(child, self.image_size,
                                              self.frames)

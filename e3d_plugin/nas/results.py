@@ -28,6 +28,7 @@ import os
 import os.path as osp
 import random
 
+from ..cost import COST_FIELDS
 from ..fileio import TEMPORARY_SUFFIX, atomic_write
 from ..structure import Structure, StructureError, save_structure
 from .state import Candidate, CurvePoint, SearchError, SearchState
@@ -39,6 +40,11 @@ FORMAT = 'e3d-search-checkpoint'
 VERSION = 2
 #: A search checkpoint is far smaller (256 members: about 200 kB).
 MAX_CHECKPOINT_BYTES = 256 * 1024 * 1024
+#: The memory fields of a candidate's cost; checkpoints of earlier versions
+#: lack them (the searcher computes them on resume).
+_MEMORY_FIELDS = ('max_feature', 'activation_bytes')
+#: Every field a candidate's cost may hold.
+_COST_FIELDS = COST_FIELDS + ('latency', )
 
 
 class _Damaged(ValueError):
@@ -100,11 +106,13 @@ def _candidate(data, what):
     if not isinstance(data, list) or len(data) != 4:
         raise _Damaged(f'{what} is not [score, order, blocks, cost]')
     score, order, blocks, cost = data
-    if not isinstance(cost, dict) or set(cost) - {'flops', 'params',
-                                                  'layers', 'latency'}:
+    if not isinstance(cost, dict) or set(cost) - set(_COST_FIELDS):
         raise _Damaged(f'{what}: the cost is not a cost dict')
     for key in ('flops', 'params', 'layers'):
         _int(cost.get(key), f'{what}: cost {key}')
+    for key in _MEMORY_FIELDS:  # absent from checkpoints of older versions
+        if key in cost:
+            _int(cost[key], f'{what}: cost {key}')
     if 'latency' in cost:
         _number(cost['latency'], f'{what}: cost latency')
     try:
@@ -344,6 +352,8 @@ def summarize(result, best_path=None, config=None):
         best_flops=cost['flops'],
         best_params=cost['params'],
         best_layers=cost['layers'],
+        best_max_feature=cost.get('max_feature'),
+        best_activation_bytes=cost.get('activation_bytes'),
         budgets=result['budgets'],
         seed=result['seed'],
         image_size=list(image_size) if isinstance(image_size,
