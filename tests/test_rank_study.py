@@ -46,10 +46,10 @@ def test_sampler_distinct_in_budget_with_best_start_and_band(sample12):
     structures = [a['structure'] for a in archs]
     assert len(archs) == 12 and len(set(structures)) == 12
     for arch in archs:
-        flops, params, layers = compute_cost(arch['structure'], 64, 8)
+        cost = compute_cost(arch['structure'], 64, 8)
+        flops, params, layers = cost
         assert flops <= FLOPS_BUDGET and layers <= 20
-        assert arch['cost'] == dict(flops=flops, params=params,
-                                    layers=layers)
+        assert arch['cost'] == cost._asdict()
         assert arch['in_band'] == (flops >= 0.8 * FLOPS_BUDGET)
     assert sample12['band_flops'] == pytest.approx(0.8 * FLOPS_BUDGET)
     assert sum(a['in_band'] for a in archs) >= 6
@@ -106,6 +106,23 @@ def test_sampler_start_over_budget_is_left_out_with_a_note():
     assert 'start' not in [a['role'] for a in sample['archs']]
     assert all(a['cost']['flops'] <= 3.0e7 for a in sample['archs'])
     assert sum(a['in_band'] for a in sample['archs']) >= 3
+
+
+def test_sampler_honours_the_memory_budgets():
+    """Budgets below E3D-XS's own memory (10434048 bytes, 393216
+    elements at 8x64x64): every structure drawn is within them."""
+    budgets = {'search.budgets.activation_bytes': 9.0e6,
+               'search.budgets.max_feature': 3.8e5}
+    sample = sample_architectures(xs_searcher(**budgets), 6, seed=0)
+    assert sample['notes'][0].startswith(
+        'the starting structure is over the activation_bytes, max_feature '
+        'budget (activation_bytes 1.043e+07 > 9e+06, max_feature 3.932e+05 '
+        '> 3.8e+05)')
+    for arch in sample['archs']:
+        cost = compute_cost(arch['structure'], 64, 8)
+        assert arch['cost'] == cost._asdict()
+        assert cost.activation_bytes <= 9.0e6 and cost.max_feature <= 3.8e5
+        assert cost.flops <= FLOPS_BUDGET and cost.layers <= 20
 
 
 def tiny_space_options():

@@ -21,7 +21,7 @@ sample is reproducible.
 import math
 import random
 
-from ..cost import compute_cost
+from ..cost import COST_FIELDS, cost_totals
 from ..nas import build_search
 
 
@@ -30,7 +30,8 @@ class StudyError(ValueError):
 
 
 #: Budgets the sampler checks itself (a latency budget would time units).
-SAMPLED_BUDGETS = ('flops', 'params', 'layers')
+SAMPLED_BUDGETS = ('flops', 'params', 'layers', 'max_feature',
+                   'activation_bytes')
 
 
 class SearchSetup:
@@ -70,7 +71,8 @@ def build_searcher(cfg, num_candidates=None):
         raise StudyError(
             'search.budgets.latency: a rank study samples thousands of '
             'structures and cannot time them all; use a search config with '
-            'flops / params / layers budgets only')
+            'flops / params / layers / max_feature / activation_bytes '
+            'budgets only')
     built = build_search(cfg, num_candidates=num_candidates, progress=False)
     return SearchSetup(**built._asdict())
 
@@ -85,10 +87,9 @@ class _Pool:
         self.entries = {}
 
     def cost(self, structure):
-        flops, params, layers = compute_cost(structure,
-                                             self.setup.image_size,
-                                             self.setup.frames)
-        return dict(flops=flops, params=params, layers=layers)
+        return dict(zip(COST_FIELDS, cost_totals(structure,
+                                                self.setup.image_size,
+                                                self.setup.frames)))
 
     def within(self, cost):
         return all(cost[k] <= v for k, v in self.budgets.items())
