@@ -12,13 +12,17 @@ from tests.helpers import ROOT, analyze_main
 TOOL = osp.join(ROOT, 'tools', 'analyze.py')
 
 
-@pytest.mark.parametrize('name,size,frames,flops,params,layers,stentr', [
-    ('E3D-S', 160, 13, 1863680000, 1976232, 83, 202.8559146389),
-    ('E3D-M', 224, 16, 4642910720, 1840680, 83, 204.9404058703),
-    ('E3D-L', 312, 16, 18340335744, 4097744, 167, 411.8081687491),
-])
+@pytest.mark.parametrize(
+    'name,size,frames,flops,params,layers,stentr,feature,activation', [
+        ('E3D-S', 160, 13, 1863680000, 1976232, 83, 202.8559146389,
+         2662400, 236566784),
+        ('E3D-M', 224, 16, 4642910720, 1840680, 83, 204.9404058703,
+         6422528, 584968832),
+        ('E3D-L', 312, 16, 18340335744, 4097744, 167, 411.8081687491,
+         12460032, 2043313536),
+    ])
 def test_json_presets(capsys, name, size, frames, flops, params, layers,
-                      stentr):
+                      stentr, feature, activation):
     code = analyze_main()([name, '--image-size', str(size), '--frames',
                            str(frames), '--json'])
     out = capsys.readouterr().out
@@ -28,6 +32,11 @@ def test_json_presets(capsys, name, size, frames, flops, params, layers,
         flops, params, layers)
     assert result['stentr'] == pytest.approx(stentr, rel=1e-9)
     assert len(result['blocks']) == 7
+    assert (result['max_feature'], result['activation_bytes']) == (
+        feature, activation)
+    assert max(b['max_feature'] for b in result['blocks']) == feature
+    assert sum(b['activation_bytes'] for b in result['blocks']) == activation
+    assert result['memory_options'] == dict(act='relu', with_cp=False)
 
 
 def test_table_and_files(capsys, tmp_path, structure_of):
@@ -39,6 +48,7 @@ def test_table_and_files(capsys, tmp_path, structure_of):
     assert 'clip 4x32x48' in out
     assert out.splitlines()[2].split()[:4] == ['0', 'conv', '1', '8x4x16x24']
     assert out.splitlines()[-2].startswith('total')
+    assert out.splitlines()[1].endswith('layers max feat (M) act. (MiB)')
     reference = osp.join(ROOT, 'e3d_plugin', 'presets', 'E3D_S.txt')
     assert analyze_main()([reference, '--image-size', '160', '--frames',
                            '13', '--json', '--score-cfg', 'refine=False']) == 0
@@ -269,6 +279,45 @@ def test_config_clip_of_valid_mmaction_pipelines(capsys, tmp_path, name,
     result = json.loads(capsys.readouterr().out)
     assert (result['frames'], result['image_size'], result['notes']) == (
         5, [96, 64], [])
+
+
+def test_memory_of_a_config_follows_its_backbone(capsys):
+    """A config's with_cp and act_cfg (SiLU) enter activation_bytes, named
+    in a note; an activation the model does not know and a causal backbone
+    are named too."""
+    from e3d_plugin.cost import compute_cost
+    from e3d_plugin.structure import load_structure
+    config = osp.join(ROOT, 'configs', 'e3d',
+                      'e3d_xs_8x4x1_synthetic-motion.py')
+
+    def analyze(*options):
+        args = [config, '--json']
+        if options:
+            args += ['--cfg-options', *options]
+        assert analyze_main()(args) == 0
+        return json.loads(capsys.readouterr().out)
+
+    plain = analyze()
+    frames, (height, width) = plain['frames'], plain['image_size']
+    xs = load_structure('E3D-XS')
+    assert plain['activation_bytes'] == compute_cost(
+        xs, (height, width), frames).activation_bytes
+    configured = analyze('model.backbone.with_cp=True',
+                         'model.backbone.act_cfg.type=SiLU')
+    assert configured['memory_options'] == dict(act='swish', with_cp=True)
+    assert configured['activation_bytes'] == compute_cost(
+        xs, (height, width), frames, act='swish',
+        with_cp=True).activation_bytes
+    assert ('activation_bytes of the backbone as configured: SiLU where a '
+            'block sets no act, with_cp') in configured['notes']
+    other = analyze('model.backbone.act_cfg.type=GELU',
+                    'model.backbone.causal=True')
+    assert other['activation_bytes'] == plain['activation_bytes']
+    assert any(note.startswith("activation_bytes counts ReLU where act_cfg "
+                               "is {'type': 'GELU'") for note in
+               other['notes'])
+    assert any(note.startswith('activation_bytes is that of the non-causal '
+                               'backbone') for note in other['notes'])
 
 
 def test_score_cfg_booleans_read_as_booleans(capsys):

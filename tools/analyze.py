@@ -18,7 +18,12 @@ size). Where the config does not fix it (no crop after a short-side
 ``Resize``, no frame sampler) the report says which value it used in a
 note. The table
 lists each block (the backbone's stages) with its output shape, FLOPs
-(multiply-adds of the convs for one clip), parameters and conv layers.
+(multiply-adds of the convs for one clip), parameters, conv layers, its
+largest feature map (``max_feature``, elements) and the activation memory a
+training step keeps for its backward (``activation_bytes`` per clip,
+float32; see :mod:`e3d_plugin.cost`); the totals follow. A config's
+backbone ``with_cp`` and ``act_cfg`` (ReLU or SiLU) are taken into the
+activation memory; other settings it does not model are named in a note.
 ``--json`` prints exactly one JSON object instead.
 
 ``--latency`` adds the latency predicted by the per-unit table the search's
@@ -49,7 +54,8 @@ def parse_args(argv=None):
     """Command-line arguments."""
     from e3d_plugin.launch import CfgOptionsAction
     parser = _Parser(
-        description='FLOPs, params, layers and STEntr-Score of a structure')
+        description='FLOPs, params, layers, memory and STEntr-Score of a '
+        'structure')
     parser.add_argument(
         'structure',
         help='preset name (E3D-S, E3D-M, E3D-L, E3D-XS), JSON file, TinyNAS '
@@ -150,9 +156,42 @@ def _score_cfg(pairs, image_size, frames, num_stages):
     return cfg
 
 
+#: ``act_cfg`` types whose activation memory the cost model counts.
+_ACT_TYPES = {'ReLU': 'relu', 'SiLU': 'swish'}
+
+
+def _memory_options(path, backbone, notes):
+    """The cost model's ``act`` and ``with_cp`` for the activation memory
+    of a config's backbone; a note names what it does not model."""
+    with_cp = backbone.get('with_cp', False)
+    if not isinstance(with_cp, bool):
+        raise ValueError(f'{path}: model.backbone.with_cp must be True or '
+                         f'False, got {with_cp!r}')
+    act_cfg = backbone.get('act_cfg', dict(type='ReLU'))
+    kind = act_cfg.get('type') if isinstance(act_cfg, dict) else None
+    kind = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+    act = _ACT_TYPES.get(kind.split('.')[-1])
+    if act is None:
+        act = 'relu'
+        notes['act_cfg'] = (
+            f'activation_bytes counts ReLU where act_cfg is {act_cfg!r} '
+            '(the cost model knows ReLU and SiLU)')
+    elif act != 'relu' or with_cp:
+        notes['memory'] = (
+            'activation_bytes of the backbone as configured: '
+            + ', '.join((['SiLU where a block sets no act'] if act != 'relu'
+                         else []) + (['with_cp'] if with_cp else [])))
+    if backbone.get('causal'):
+        notes['causal'] = (
+            'activation_bytes is that of the non-causal backbone; a causal '
+            'one keeps more, the padded copies of its temporal convs\' '
+            'inputs (E3D-M +20 %, E3D-XS +36 % at 8x41x41)')
+    return act, with_cp
+
+
 def _from_config(path, cfg_options=None):
-    """Structure, clip ``(frames, (h, w))`` and notes of an mmaction2
-    config with an E3D backbone."""
+    """Structure, clip ``(frames, (h, w))``, notes and memory options
+    ``(act, with_cp)`` of an mmaction2 config with an E3D backbone."""
     from e3d_plugin.launch import LaunchError, config_clip, load_config
     from e3d_plugin.structure import StructureError, resolve_structure
     try:
@@ -191,7 +230,8 @@ def _from_config(path, cfg_options=None):
     except StructureError as e:
         raise StructureError(f'{path}: model.backbone: {e}') from None
     frames, size, notes = config_clip(cfg)
-    return structure, frames, size, notes
+    return structure, frames, size, notes, _memory_options(path, backbone,
+                                                           notes)
 
 
 def analyze(args):
@@ -202,9 +242,10 @@ def analyze(args):
     from e3d_plugin.structure import load_structure
 
     notes = {}
+    memory = ('relu', False)  # the backbone's defaults
     if args.structure.endswith('.py'):
-        structure, frames, size, notes = _from_config(args.structure,
-                                                      args.cfg_options)
+        structure, frames, size, notes, memory = _from_config(
+            args.structure, args.cfg_options)
     elif args.cfg_options:
         raise ValueError('--cfg-options goes with a config (.py), not with '
                          f"'{args.structure}'")
@@ -233,7 +274,9 @@ def analyze(args):
             f'the config\'s clip {args.frames}x{image_size[0]}x'
             f'{image_size[1]} exceeds {MAX_FRAMES} frames or '
             f'{MAX_IMAGE_SIZE} pixels; set --frames / --image-size')
-    report = analyze_cost(structure, tuple(image_size), args.frames)
+    act, with_cp = memory
+    report = analyze_cost(structure, tuple(image_size), args.frames, act=act,
+                          with_cp=with_cp)
     num_stages = len(STEntrScore(image_size, args.frames,
                                  (1, )).stage_scores(structure))
     cfg = _score_cfg(args.score_cfg, image_size, args.frames, num_stages)
@@ -258,13 +301,18 @@ def analyze(args):
         flops=report.flops,
         params=report.params,
         layers=report.layers,
+        max_feature=report.max_feature,
+        activation_bytes=report.activation_bytes,
+        memory_options=dict(act=act, with_cp=with_cp),
         stentr=stentr,
         score_cfg={k: v for k, v in cfg.items()},
         output_shape=list(report.blocks[-1].out_shape),
         notes=list(notes.values()),
         blocks=[
             dict(index=b.index, kind=b.kind, out_shape=list(b.out_shape),
-                 flops=b.flops, params=b.params, layers=b.layers)
+                 flops=b.flops, params=b.params, layers=b.layers,
+                 max_feature=b.max_feature,
+                 activation_bytes=b.activation_bytes)
             for b in report.blocks
         ], **latency), structure
 
@@ -276,18 +324,22 @@ def format_table(result, structure):
         f"{result['structure']}: clip {result['frames']}x{height}x{width}",
         *(f'note: {note}' for note in result.get('notes', ())),
         f"{'block':>5}  {'kind':<6} {'L':>3}  {'output (CxTxHxW)':<18} "
-        f"{'GFLOPs':>9} {'params (M)':>11} {'layers':>7}"
+        f"{'GFLOPs':>9} {'params (M)':>11} {'layers':>7} "
+        f"{'max feat (M)':>12} {'act. (MiB)':>10}"
     ]
     for row, block in zip(result['blocks'], structure):
         shape = 'x'.join(str(v) for v in row['out_shape'])
         lines.append(
             f"{row['index']:>5}  {row['kind']:<6} {block.depth:>3}  "
             f"{shape:<18} {row['flops'] / 1e9:>9.4f} "
-            f"{row['params'] / 1e6:>11.4f} {row['layers']:>7}")
+            f"{row['params'] / 1e6:>11.4f} {row['layers']:>7} "
+            f"{row['max_feature'] / 1e6:>12.4f} "
+            f"{row['activation_bytes'] / 2**20:>10.2f}")
     lines.append(
         f"{'total':>5}  {'':<6} {'':>3}  {'':<18} "
         f"{result['flops'] / 1e9:>9.4f} {result['params'] / 1e6:>11.4f} "
-        f"{result['layers']:>7}")
+        f"{result['layers']:>7} {result['max_feature'] / 1e6:>12.4f} "
+        f"{result['activation_bytes'] / 2**20:>10.2f}")
     kind = result['score_cfg'].get('type')
     if kind in ('STEntrScore', 'e3d_plugin.STEntrScore'):
         lines.append(
