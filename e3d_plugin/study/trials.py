@@ -15,7 +15,7 @@ picks trains better than the one a search with FLOPs picks. For every score
 of :data:`SCORES` the trials run the search of one search config with the
 same budgets, space, starting structure, search seed and candidate count
 (``num_candidates``, the same for all: the zoo's network scores cost about
-0.05-0.7 s per structure on a CPU core, STEntr-Score and the costs tens of
+0.1-0.6 s per structure on a CPU core, STEntr-Score and the costs tens of
 microseconds), take the best structure of each, train it with ``seeds``
 seeds on the run queue (:mod:`e3d_plugin.study.queue`) and compare the
 mean val top-1 of each score's structure with that of the FLOPs search.
@@ -137,7 +137,7 @@ LABELS = {
     X3D: 'X3D (equal FLOPs)',
 }
 #: Candidates of every search by default: what the network scores afford
-#: (about 650 structures scored, 1-5 min each on a CPU core).
+#: (about 650 structures computed, 1-7 min a search on a CPU core).
 DEFAULT_NUM_CANDIDATES = 1000
 #: The most candidates a search may have: a network score at 0.2-0.7 s a
 #: structure would take one to three days per search beyond it.
