@@ -136,6 +136,12 @@ MAX_VIDEO_FRAMES = 256
 MAX_SEED = 2**32 - 1
 
 
+def _shown(value):
+    """``value`` for a message, a huge number cut to 20 digits."""
+    text = str(value)
+    return text if len(text) <= 24 else text[:20] + '...'
+
+
 def check_args(args):
     """Refuse settings out of range before anything is built."""
     import math
@@ -147,14 +153,11 @@ def check_args(args):
             ('chunk', args.chunk, 1, MAX_VIDEO_FRAMES),
             ('seed', args.seed, 0, MAX_SEED)):
         if not low <= value <= high:
-            shown = str(value) if len(str(value)) <= 24 else (
-                str(value)[:20] + '...')
             raise DeployError(
-                f'--{name} must be in {low}..{high}, got {shown}')
+                f'--{name} must be in {low}..{high}, got {_shown(value)}')
     if not 11 <= args.opset <= 20:
-        shown = str(args.opset)
-        shown = shown if len(shown) <= 24 else shown[:20] + '...'
-        raise DeployError(f'opset must be an int in 11..20, got {shown}')
+        raise DeployError(
+            f'opset must be an int in 11..20, got {_shown(args.opset)}')
     if not math.isfinite(args.atol) or args.atol < 0:
         raise DeployError(
             f'--atol must be a finite number >= 0, got {args.atol}')
