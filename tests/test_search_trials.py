@@ -165,9 +165,9 @@ def test_plan_records_settings_and_every_search(setup):
     stentr = setup['reference']._stentr()
     for name, entry in plan['searches'].items():
         structure = Structure.from_dicts(entry['structure'])
-        flops, params, layers = compute_cost(structure, 40, 8)
-        assert entry['cost'] == dict(flops=flops, params=params,
-                                     layers=layers)
+        cost = compute_cost(structure, 40, 8)
+        flops, layers = cost.flops, cost.layers
+        assert entry['cost'] == cost._asdict()
         assert flops <= BUDGETS['flops'] and layers <= BUDGETS['layers']
         assert entry['stentr_score'] == pytest.approx(stentr(structure))
         assert entry['temporal_rf'] == temporal_receptive_field(structure)
@@ -234,6 +234,14 @@ def test_random_is_the_first_draw_in_the_band(setup):
             break
     assert entry['draw'] == draw
     assert Structure.from_dicts(entry['structure']) == structure
+    # a memory budget of the search bounds the draw too
+    limit = compute_cost(structure, 40, 8).max_feature - 1
+    found = draw_in_band(built.space, built.init_structure,
+                         dict(built.budgets, max_feature=limit), 40, 8, 0.8,
+                         0, 1000)
+    assert found['draw'] > draw
+    assert found['cost']['max_feature'] <= limit
+    assert found['cost']['flops'] >= 0.8 * 1.72e7
     with pytest.raises(StudyError, match=r'^random: none of 3 draws is '
                        r'within the budgets with FLOPs >= 1\.72e\+07 \(1 x '
                        r'the FLOPs budget\); lower --band'):
@@ -711,7 +719,7 @@ BAD_INPUTS = [
      "error: config file '/no/such/search.py' does not exist"),
     (['--cfg-options', 'search.budgets.latency=5'],
      'error: search.budgets.latency: the trials compare scores under flops '
-     '/ params / layers budgets only'),
+     '/ params / layers / max_feature / activation_bytes budgets only'),
     (['--cfg-options', 'search.budgets.flops=-1'],
      'error: {search} with score stentr: search.budgets: budget flops must '
      'be a positive, finite number, got -1'),

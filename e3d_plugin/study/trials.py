@@ -302,16 +302,17 @@ def draw_in_band(space, template, budgets, image_size, frames, band, seed,
     rng)`` (``rng = random.Random(seed)``) within every budget with FLOPs
     at least ``band`` times the FLOPs budget: a dict of ``structure``,
     ``cost`` and ``draw`` (its 1-based index); :class:`StudyError` when
-    none is."""
-    from ..cost import compute_cost
+    none is. Every budget of the search is checked (the memory ones
+    included: :func:`~e3d_plugin.cost.cost_totals`)."""
+    from ..cost import COST_FIELDS, cost_totals
     floor = band * budgets['flops']
     rng = random.Random(seed)
     for draw in range(1, max_draws + 1):
         structure = space.sample(template, rng)
-        flops, params, layers = compute_cost(structure, image_size, frames)
-        cost = dict(flops=flops, params=params, layers=layers)
-        if flops >= floor and all(cost[key] <= limit
-                                  for key, limit in budgets.items()):
+        cost = dict(zip(COST_FIELDS, cost_totals(structure, image_size,
+                                                 frames)))
+        if cost['flops'] >= floor and all(cost[key] <= limit
+                                          for key, limit in budgets.items()):
             return dict(structure=structure, cost=cost, draw=draw)
     raise StudyError(
         f'random: none of {max_draws} draws is within the budgets with FLOPs '
@@ -483,7 +484,8 @@ class SearchTrials:
             if 'latency' in budgets:
                 raise StudyError(
                     'search.budgets.latency: the trials compare scores '
-                    'under flops / params / layers budgets only')
+                    'under flops / params / layers / max_feature / '
+                    'activation_bytes budgets only')
             if 'random' in self.scores and 'flops' not in budgets:
                 raise StudyError(
                     '--scores random draws within the near-budget band and '
@@ -740,11 +742,11 @@ class SearchTrials:
             if k != 'type'}))
 
     def _entry(self, structure, cost):
+        from ..cost import COST_FIELDS
         from ..units import temporal_receptive_field
         return dict(structure=structure.to_dicts(),
-                    cost=dict(flops=int(cost['flops']),
-                              params=int(cost['params']),
-                              layers=int(cost['layers'])),
+                    cost={key: int(cost[key]) for key in COST_FIELDS
+                          if key in cost},
                     stentr_score=float(self._stentr()(structure)),
                     temporal_rf=int(temporal_receptive_field(structure)))
 
