@@ -653,7 +653,7 @@ def test_tool_report_only_with_proxies(fake_setup, monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "error: --proxies: unknown proxy 'nope'; known: stentr_score, "
         'stentr_score_norefine, flops, params, layers, random_score, '
-        'zen_score, naswot, synflow, grad_norm, zico\n')
+        'stentr_score_coverage, zen_score, naswot, synflow, grad_norm, zico\n')
     assert open(plan_path).read() == before
     assert tool.main(argv + ['--proxies', 'grad_norm']) == 0
     out = capsys.readouterr()
@@ -733,7 +733,7 @@ BAD_INPUTS = [
     (dict(extra=['--proxies', 'zen_score', 'zen']),
      "error: --proxies: unknown proxy 'zen'; known: stentr_score, "
      'stentr_score_norefine, flops, params, layers, random_score, '
-     'zen_score, naswot, synflow, grad_norm, zico'),
+     'stentr_score_coverage, zen_score, naswot, synflow, grad_norm, zico'),
     (dict(extra=['--gpus', '1']),
      'error: --gpus 1: this machine has 0 CUDA devices; lower --gpus (0 '
      'trains on the CPU)'),
@@ -912,3 +912,29 @@ def test_report_without_motion_blind_structures():
     report = make_report(plan, records, n_resamples=200)
     assert 'seeing' not in report['seed_ceiling']
     assert 'motion-blind' not in format_table(report)
+
+
+def test_report_only_adds_the_coverage_proxy(fake_setup, monkeypatch):
+    from e3d_plugin.nas import STEntrScore
+    monkeypatch.setenv('CALLS', str(fake_setup['calls']))
+    study = fake_setup['study']('whole')
+    study.prepare()
+    study.train()
+    called(fake_setup)
+    plan_path = osp.join(study.work_dir, 'study_plan.json')
+    before = json.load(open(plan_path))
+    again = fake_setup['study']('whole', proxies=['stentr_score_coverage'])
+    again.prepare(report_only=True)
+    report = again.report()
+    assert called(fake_setup) == []
+    plan = json.load(open(plan_path))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'search_e3d_xs.py'))
+    score = STEntrScore(**dict(
+        {k: v for k, v in cfg.score.items() if k != 'type'},
+        temporal_coverage=True))
+    for arch, old in zip(plan['archs'], before['archs']):
+        value = arch['proxies'].pop('stentr_score_coverage')
+        assert value == pytest.approx(
+            score(Structure.from_dicts(arch['structure'])), rel=1e-12)
+        assert arch == old  # nothing else changed
+    assert 'stentr_score_coverage' in report['correlations']

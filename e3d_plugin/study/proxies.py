@@ -25,8 +25,25 @@ NETWORK_PROXIES = {
     'zico': 'ZiCoScore',
 }
 
+#: Proxies derived from the plan's own values, computed when asked:
+#: ``stentr_score_coverage`` is STEntr-Score with ``temporal_coverage=True``
+#: (the plan's ``stentr_score`` times ``min(R, T) / T``, R the structure's
+#: temporal receptive field, T the plan's frames).
+DERIVED_PROXIES = ('stentr_score_coverage', )
+
 #: Every proxy a study knows, in report order.
-KNOWN_PROXIES = PROXIES + tuple(NETWORK_PROXIES)
+KNOWN_PROXIES = PROXIES + DERIVED_PROXIES + tuple(NETWORK_PROXIES)
+
+
+def derived_proxy(name, arch, plan):
+    """The value of the derived proxy ``name`` for a plan architecture."""
+    if name != 'stentr_score_coverage':
+        raise KeyError(name)
+    from ..structure import Structure
+    from ..units import temporal_receptive_field
+    frames = int(plan['frames'])
+    field = temporal_receptive_field(Structure.from_dicts(arch['structure']))
+    return arch['proxies']['stentr_score'] * min(field, frames) / frames
 
 
 def plan_proxies(plan):
@@ -37,4 +54,5 @@ def plan_proxies(plan):
             if archs and all(name in arch['proxies'] for arch in archs)]
 
 
-__all__ = ['PROXIES', 'NETWORK_PROXIES', 'KNOWN_PROXIES', 'plan_proxies']
+__all__ = ['PROXIES', 'NETWORK_PROXIES', 'DERIVED_PROXIES', 'KNOWN_PROXIES',
+           'derived_proxy', 'plan_proxies']

@@ -55,6 +55,7 @@ def _group(archs, name):
 PROXY_LABELS = {
     'stentr_score': 'STEntr-Score',
     'stentr_score_norefine': 'STEntr (refine=False)',
+    'stentr_score_coverage': 'STEntr x coverage',
     'flops': 'FLOPs',
     'params': 'params',
     'layers': 'layers',

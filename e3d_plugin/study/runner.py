@@ -25,7 +25,8 @@ from ..fileio import atomic_write
 from ..nas.evolution import object_settings
 from ..registry import SCORES, build
 from ..structure import Structure
-from .proxies import KNOWN_PROXIES, NETWORK_PROXIES, PROXIES
+from .proxies import (DERIVED_PROXIES, KNOWN_PROXIES, NETWORK_PROXIES,
+                      PROXIES, derived_proxy)
 from .queue import RESULTS_NAME, Run, RunQueue, read_accuracy, read_scalars
 from .sampler import StudyError, build_searcher, sample_architectures
 
@@ -360,6 +361,15 @@ class RankStudy:
         added = []
         archs = self.plan['archs']
         for name in self.proxies:
+            if name in DERIVED_PROXIES and not all(
+                    name in arch['proxies'] for arch in archs):
+                for arch in archs:
+                    arch['proxies'][name] = derived_proxy(name, arch,
+                                                          self.plan)
+                added.append(name)
+                if save:
+                    self._save_plan()
+                continue
             if name not in NETWORK_PROXIES or all(
                     name in arch['proxies'] for arch in archs):
                 continue
