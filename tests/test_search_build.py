@@ -65,8 +65,9 @@ def test_modules_import_in_either_order(order):
         'is state.SearchError, n.Candidate is e.Candidate is r.Candidate '
         'is state.Candidate, e.CurvePoint is r.CurvePoint is '
         'state.CurvePoint, e.SearchState is r.SearchState is '
-        'state.SearchState, s.PROXIES is runner.PROXIES is report.PROXIES '
-        'is proxies.PROXIES, len(proxies.PROXIES))')
+        'state.SearchState, s.PROXIES is runner.PROXIES is proxies.PROXIES '
+        'and report.plan_proxies is proxies.plan_proxies, '
+        'len(proxies.PROXIES))')
     done = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -12,6 +12,9 @@ second each on a CPU core at 8x40x40; a study computes them when asked
 planned architectures without training anything again.
 """
 
+from ..structure import Structure
+from ..units import temporal_receptive_field
+
 #: Proxies every architecture is ranked by, in report order.
 PROXIES = ('stentr_score', 'stentr_score_norefine', 'flops', 'params',
            'layers', 'random_score')
@@ -39,8 +42,6 @@ def derived_proxy(name, arch, plan):
     """The value of the derived proxy ``name`` for a plan architecture."""
     if name != 'stentr_score_coverage':
         raise KeyError(name)
-    from ..structure import Structure
-    from ..units import temporal_receptive_field
     frames = int(plan['frames'])
     field = temporal_receptive_field(Structure.from_dicts(arch['structure']))
     return arch['proxies']['stentr_score'] * min(field, frames) / frames

@@ -25,6 +25,8 @@ import os.path as osp
 import numpy as np
 
 from ..fileio import atomic_write
+from ..structure import Structure
+from ..units import temporal_receptive_field
 from .proxies import plan_proxies
 from .results import finished_runs
 from .stats import rank_correlation, top_k_overlap, trained_rank
@@ -37,8 +39,6 @@ GROUPS = {'band': (True, False), 'seeing': (False, True),
 
 def temporal_field(arch):
     """Temporal receptive field (frames) of a plan architecture."""
-    from ..structure import Structure
-    from ..units import temporal_receptive_field
     return temporal_receptive_field(Structure.from_dicts(arch['structure']))
 
 
