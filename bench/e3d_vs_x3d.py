@@ -416,9 +416,11 @@ class Comparison:
         if self.data_root is not None and not all(
                 osp.exists(osp.join(self.data_root, name))
                 for name in ('train_list.txt', 'val_list.txt', 'videos')):
+            what = ('does not exist' if not osp.exists(self.data_root) else
+                    'holds no hard benchmark (train_list.txt, val_list.txt, '
+                    'videos/)')
             raise BenchError(
-                f"--data-root '{self.data_root}' holds no hard benchmark "
-                '(train_list.txt, val_list.txt, videos/); generate it with '
+                f"--data-root '{self.data_root}' {what}; generate it with "
                 'python tools/data/synthetic_motion.py --preset hard --out '
                 f'{self.data_root}')
         created = not osp.exists(self.work_dir)
