@@ -286,7 +286,8 @@ if name == os.environ.get('KILL_RUN'):
 if os.environ.get('DEVICES'):
     import time
     begin = time.time()
-    time.sleep(0.5)
+    # long enough for runs on two devices to overlap on a loaded machine
+    time.sleep(1.5)
     with open(os.environ['DEVICES'], 'a') as f:
         f.write(f"{name} {os.environ.get('CUDA_VISIBLE_DEVICES')} "
                 f"{begin} {time.time()}\\n")
