@@ -939,3 +939,30 @@ def test_report_only_adds_the_coverage_proxy(fake_setup, monkeypatch):
             score(Structure.from_dicts(arch['structure'])), rel=1e-12)
         assert arch == old  # nothing else changed
     assert 'stentr_score_coverage' in report['correlations']
+
+
+def test_results_file_keeps_what_is_not_a_half_written_record(tmp_path):
+    path = tmp_path / 'results.jsonl'
+    # a whole last record without its newline (e.g. edited by hand)
+    whole = (json.dumps(dict(arch='a00', seed=0, status='done', final=0.5,
+                             best=0.6)) + '\n' +
+             json.dumps(dict(arch='a01', seed=0, status='done', final=0.4,
+                             best=0.4)))
+    path.write_text(whole)
+    records, notes = read_results(str(path))
+    assert [r['arch'] for r in records] == ['a00', 'a01'] and notes == []
+    assert path.read_text() == whole + '\n'  # only the newline added
+    append_result(str(path), dict(arch='a02', seed=0, status='failed'))
+    assert [r['arch'] for r in read_results(str(path))[0]] == [
+        'a00', 'a01', 'a02']
+    # a damaged file (no record at all) is never emptied
+    damaged = b'\x00\xffnot json at all'
+    path.write_bytes(damaged)
+    records, notes = read_results(str(path))
+    assert records == [] and len(notes) == 1
+    assert 'not a JSON record, skipped' in notes[0]
+    assert path.read_bytes() == damaged + b'\n'
+    # without repair nothing is written
+    path.write_bytes(damaged)
+    read_results(str(path), repair=False)
+    assert path.read_bytes() == damaged

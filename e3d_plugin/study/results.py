@@ -31,13 +31,25 @@ def _cut(path, keep):
     atomic_write(path, lambda f: f.write(data), mode='wb', sync=True)
 
 
+def _is_record(line):
+    """Whether the bytes ``line`` are one whole JSON object."""
+    try:
+        return isinstance(json.loads(line.decode()), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 def read_results(path, repair=True):
     """The records of ``path`` (an empty list when it does not exist) and
     notes on lines that were dropped.
 
-    A last line without its newline is a write a kill interrupted; with
-    ``repair`` it is cut off the file. A complete line that is not a JSON
-    object is skipped with a note.
+    A last line without its newline that starts a JSON object but does not
+    parse is a write a kill interrupted; with ``repair`` it is cut off the
+    file. Any other last line without its newline is kept (a whole record
+    is read; anything else is skipped with a note), and with ``repair`` the
+    file only gains the missing newline, so that nothing is lost and the
+    next record starts on a line of its own. A complete line that is not a
+    JSON object is skipped with a note.
     """
     notes = []
     if not os.path.exists(path):
@@ -46,11 +58,18 @@ def read_results(path, repair=True):
         data = f.read()
     if data and not data.endswith(b'\n'):
         keep = data.rfind(b'\n') + 1
-        notes.append(f'{path}: dropped a half-written last line '
-                     f'({len(data) - keep} bytes)')
-        data = data[:keep]
-        if repair:
-            _cut(path, keep)
+        tail = data[keep:]
+        if tail.lstrip().startswith(b'{') and not _is_record(tail):
+            notes.append(f'{path}: dropped a half-written last line '
+                         f'({len(data) - keep} bytes)')
+            data = data[:keep]
+            if repair:
+                _cut(path, keep)
+        else:
+            data += b'\n'
+            if repair:
+                with open(path, 'ab') as f:
+                    f.write(b'\n')
     records = []
     for number, line in enumerate(data.decode(errors='replace').split('\n'),
                                   1):
