@@ -93,17 +93,9 @@ def plan_runs(train_config, work_dir, train_cfg_options=None, seeds=2,
     return runs
 
 
-def run_accuracy(record, final_epochs=1):
-    """The final accuracy of a record, or the mean of its last
-    ``final_epochs`` validations."""
-    curve = record.get('curve') or []
-    if final_epochs > 1 and len(curve) >= final_epochs:
-        return sum(curve[-final_epochs:]) / final_epochs
-    return record['final']
-
-
 def format_rows(runs, finished, final_epochs=1):
     """The bench's table (one row per run) as text."""
+    from e3d_plugin.study.report import run_accuracy
     label = ('final' if final_epochs <= 1 else
              f'mean of last {final_epochs}')
     lines = [f'| run | seed | val top-1 ({label}) | best | minutes |',

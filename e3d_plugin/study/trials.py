@@ -87,9 +87,9 @@ from ..fileio import atomic_write
 from ..nas.evolution import first_difference, object_settings
 from ..nas.state import SearchError
 from .queue import Run, RunQueue, duration
-from .report import run_accuracy
+from .report import _json_ready, run_accuracy
 from .results import finished_runs
-from .runner import check_train_config, write_run_config
+from .runner import _normal, check_train_config, write_run_config
 from .sampler import StudyError
 
 PLAN_NAME = 'trials_plan.json'
@@ -152,22 +152,6 @@ N_RESAMPLES = 9999
 HASH_KEYS = {'search_config_sha256': 'search config',
              'train_config_sha256': 'training config',
              'x3d_config_sha256': 'X3D config'}
-
-
-def _normal(value):
-    """``value`` as JSON would give it back (tuples become lists)."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _json_ready(value):
-    """NaN and infinities become null (JSON has neither)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 def config_digest(cfg):
