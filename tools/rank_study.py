@@ -103,13 +103,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv=None, train_command=None):
     """Entry point; returns the exit code (2: a bad input, 1: runs
-    failed)."""
+    failed). ``train_command`` replaces the queue's training command (for
+    tests)."""
     args = parse_args(argv)
     from e3d_plugin.study import RankStudy, StudyError, format_table
     from e3d_plugin.study.queue import queue_options
-    work_dir = args.work_dir or osp.join(
+    work_dir = args.work_dir if args.work_dir is not None else osp.join(
         './work_dirs',
         'rank_study_' + osp.splitext(osp.basename(args.config))[0])
     try:
@@ -124,7 +125,7 @@ def main(argv=None):
             keep_checkpoints=args.keep_checkpoints,
             first_seed=args.first_seed, band_share=args.band_share,
             include_fixed=not args.no_fixed, final_epochs=args.final_epochs,
-            proxies=args.proxies)
+            proxies=args.proxies, train_command=train_command)
         if args.gpus and not args.report_only:
             import torch
             available = torch.cuda.device_count()

@@ -118,7 +118,7 @@ def main(argv=None, train_command=None):
     from e3d_plugin.study import StudyError
     from e3d_plugin.study.queue import queue_options
     from e3d_plugin.study.trials import SearchTrials, format_trials_table
-    work_dir = args.work_dir or osp.join(
+    work_dir = args.work_dir if args.work_dir is not None else osp.join(
         './work_dirs',
         'search_trials_' + osp.splitext(osp.basename(args.config))[0])
     try:

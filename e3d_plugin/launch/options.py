@@ -113,6 +113,15 @@ def parse_cfg_option(text):
     return key, _parse_value(value)
 
 
+def rename_option(message, option):
+    """``message`` of a ``--cfg-options`` mistake, naming ``option``
+    (e.g. ``--train-cfg-options``) instead where it starts with it."""
+    if option and option != '--cfg-options' and message.startswith(
+            '--cfg-options'):
+        return option + message[len('--cfg-options'):]
+    return message
+
+
 class CfgOptionsAction(argparse.Action):
     """``--cfg-options KEY=VALUE ...`` as a dict, like mmengine's
     ``DictAction``, but a malformed item is a one-line usage error."""
@@ -123,7 +132,7 @@ class CfgOptionsAction(argparse.Action):
             try:
                 key, value = parse_cfg_option(text)
             except LaunchError as e:
-                parser.error(str(e))
+                parser.error(rename_option(str(e), option_string))
             options[key] = value
         setattr(namespace, self.dest, options)
 

@@ -42,6 +42,7 @@ with decoding gone, worker processes only take cores from the runs.
 """
 import os
 import os.path as osp
+import shlex
 import shutil
 import signal
 import statistics
@@ -49,7 +50,8 @@ import subprocess
 import sys
 import time
 
-from .results import append_result, finished_runs, read_results
+from .results import (append_result, finished_runs, read_results,
+                      record_problem)
 from .sampler import StudyError
 
 LAUNCHERS = ('local', 'slurm')
@@ -249,6 +251,15 @@ def check_queue_options(jobs=None, threads=None, gpus=0, runs_per_gpu=None,
                 '--launcher slurm give --gpus-per-task and --jobs')
         if srun_args is not None and not isinstance(srun_args, str):
             raise StudyError('--srun-args must be a string of srun options')
+        try:
+            shlex.split(srun_args or '')
+        except ValueError as e:
+            raise StudyError(f'--srun-args {srun_args!r}: {e} (write the '
+                             'options as on a shell command line)') from None
+        if shutil.which('srun') is None:
+            raise StudyError('--launcher slurm: no srun command on PATH; run '
+                             'the study on a slurm login node (or use '
+                             '--launcher local)')
 
 
 def add_queue_arguments(parser):
@@ -391,8 +402,29 @@ class RunQueue:
         self.stream.flush()
 
     def load_results(self, repair=True):
-        """Records of the results file (a half-written line is dropped)."""
-        records, notes = read_results(self.results_path, repair=repair)
+        """Records of the results file: a half-written line is dropped, a
+        record that cannot be used (see
+        :func:`~e3d_plugin.study.results.record_problem`) is skipped with a
+        note, so its run counts as not finished. A results file that
+        cannot be read is refused (``self.error``)."""
+        path = self.results_path
+        if osp.lexists(path) and not osp.isfile(path):
+            raise self.error(f'{path} is not a regular file; the results '
+                             'of a study are a file: choose another '
+                             '--work-dir')
+        try:
+            records, notes = read_results(path, repair=repair)
+        except OSError as e:
+            raise self.error(f'{path} cannot be read ({e.strerror or e}); '
+                             'choose another --work-dir') from None
+        usable = []
+        for number, record in enumerate(records, 1):
+            problem = record_problem(record, self.key_fields)
+            if problem is None:
+                usable.append(record)
+            else:
+                notes.append(f'{path}: record {number} skipped: {problem}')
+        records = usable
         for note in notes:
             if note not in self.notes:
                 self.notes.append(note)
@@ -472,7 +504,7 @@ class RunQueue:
                     '--ntasks-per-node=1',
                     f'--cpus-per-task={self.cpus_per_task}',
                     '--kill-on-bad-exit=1']
-            srun += self.srun_args.split()
+            srun += shlex.split(self.srun_args)
             env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(
                 self.cpus_per_task)
             command = srun + command

@@ -6,6 +6,7 @@ intact and at most one half-written last line, which :func:`read_results`
 drops (and cuts off the file, so that the next line starts clean).
 """
 import json
+import math
 import os
 
 from ..fileio import atomic_write
@@ -84,6 +85,40 @@ def read_results(path, repair=True):
             continue
         records.append(record)
     return records, notes
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(
+        value, bool) and math.isfinite(value)
+
+
+def record_problem(record, fields=('arch', 'seed')):
+    """Why ``record`` (a dict of the results file) cannot be used, or None:
+    a key field (``fields``) that is not a string or an integer, a status
+    that is not a string, or, for a ``done`` record, a ``final`` or
+    ``best`` that is not a finite number or a ``curve`` that is not a list
+    of finite numbers."""
+    for field in fields:
+        value = record.get(field)
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            return f'its {field} is {_short(value)}, not a name or a number'
+    if not isinstance(record.get('status'), str):
+        return f"its status is {_short(record.get('status'))}, not a word"
+    if record['status'] != 'done':
+        return None
+    for field in ('final', 'best'):
+        if not _finite(record.get(field)):
+            return (f'its {field} is {_short(record.get(field))}, not a '
+                    'finite number')
+    curve = record.get('curve', [])
+    if not isinstance(curve, list) or not all(_finite(v) for v in curve):
+        return f'its curve is {_short(curve)}, not a list of finite numbers'
+    return None
+
+
+def _short(value, limit=40):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 def finished_runs(records, fields=('arch', 'seed')):

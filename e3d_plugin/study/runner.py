@@ -16,13 +16,14 @@ or failed run, append-only), ``runs/<arch>_seed<s>/`` (the generated
 ``config.py``, ``train.log`` and mmengine's work dir of one run), and the
 report files (see :mod:`e3d_plugin.study.report`).
 """
+import hashlib
 import json
 import os
 import os.path as osp
 import sys
 
 from ..fileio import atomic_write
-from ..nas.evolution import object_settings
+from ..nas.evolution import first_difference, object_settings
 from ..registry import SCORES, build
 from ..structure import Structure
 from .proxies import (DERIVED_PROXIES, KNOWN_PROXIES, NETWORK_PROXIES,
@@ -33,9 +34,27 @@ from .sampler import StudyError, build_searcher, sample_architectures
 PLAN_NAME = 'study_plan.json'
 PLAN_FORMAT = 'e3d-rank-study'
 PLAN_VERSION = 1
+#: The most architectures a study draws (its pool grows 100 structures an
+#: architecture: a minute of drawing at this many).
+MAX_ARCHS = 1000
+#: The most training seeds per architecture.
+MAX_SEEDS = 100
+#: The most candidates of the search a study runs for its best structure.
+MAX_CANDIDATES = 200000
+#: Settings compared as the configs' content: key -> what it names.
+HASH_KEYS = {'search_config_sha256': 'search config',
+             'train_config_sha256': 'training config'}
 #: Settings of a calibration and their study defaults: a plan records them
 #: only where they differ (plans written before them still match).
 CALIBRATION_DEFAULTS = dict(first_seed=0, band_share=0.5, include_fixed=True)
+
+
+def config_digest(cfg):
+    """sha256 of a loaded config's content (its merged settings, bases
+    included, as sorted JSON)."""
+    content = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
+    text = json.dumps(content, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _normal(value):
@@ -80,10 +99,14 @@ def check_train_config(train_config, cfg_options=None):
     validation loop, its data on disk. Returns the loaded config;
     :class:`StudyError` (one line) otherwise."""
     from e3d_plugin.launch import LaunchError, check_data, load_config
+    from e3d_plugin.launch.options import rename_option
     try:
         cfg = load_config(train_config, cfg_options or None)
     except LaunchError as e:
-        raise StudyError(f'--train-config: {e}') from None
+        message = rename_option(str(e), '--train-cfg-options')
+        if message.startswith('--train-cfg-options'):
+            raise StudyError(message) from None
+        raise StudyError(f'--train-config: {message}') from None
     backbone = (cfg.get('model') or {}).get('backbone') or {}
     kind = backbone.get('type')
     if not isinstance(kind, str) or kind.split('.')[-1] != 'E3D':
@@ -105,7 +128,84 @@ def check_train_config(train_config, cfg_options=None):
         check_data(cfg, ('train', 'val'))
     except LaunchError as e:
         raise StudyError(f'--train-config {train_config}: {e}') from None
+    _check_schedule(train_config, cfg)
     return cfg
+
+
+def _check_schedule(train_config, cfg):
+    """Refuse a training loop that never validates: ``max_epochs`` (or
+    ``max_iters``) below 1, or ``val_begin`` after the last epoch."""
+    loop = cfg.get('train_cfg')
+    if not isinstance(loop, dict):
+        return
+    kind = str(loop.get('type', '')).split('.')[-1]
+    length = {'EpochBasedTrainLoop': 'max_epochs',
+              'IterBasedTrainLoop': 'max_iters'}.get(kind)
+    if length is None and 'by_epoch' in loop:
+        length = 'max_epochs' if loop['by_epoch'] else 'max_iters'
+    if length is None:
+        return
+    total = loop.get(length)
+    if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+        raise StudyError(
+            f'--train-config {train_config}: train_cfg.{length} must be an '
+            f'integer >= 1, got {total!r}; every run must train and '
+            'validate')
+    begin = loop.get('val_begin', 1)
+    if isinstance(begin, int) and not isinstance(begin, bool) and (
+            begin > total):
+        raise StudyError(
+            f'--train-config {train_config}: train_cfg.val_begin {begin} is '
+            f'after the last of {length} {total}: no run would validate; '
+            'lower val_begin')
+
+
+def known_metrics(cfg):
+    """The names a config's validation logs, when every ``val_evaluator``
+    is mmaction2's ``AccMetric`` (e.g. ``acc/top1``, ``acc/top5``,
+    ``acc/mean1``); None when another evaluator may log others."""
+    evaluators = cfg.get('val_evaluator')
+    if isinstance(evaluators, dict) and 'metrics' in evaluators:
+        evaluators = evaluators['metrics']
+    if isinstance(evaluators, dict):
+        evaluators = [evaluators]
+    if not isinstance(evaluators, (list, tuple)) or not evaluators:
+        return None
+    names = []
+    for metric in evaluators:
+        if not isinstance(metric, dict) or str(metric.get('type', '')).split(
+                '.')[-1] != 'AccMetric':
+            return None
+        prefix = metric.get('prefix') or 'acc'
+        kinds = metric.get('metric_list', ('top_k_accuracy',
+                                           'mean_class_accuracy'))
+        kinds = (kinds, ) if isinstance(kinds, str) else tuple(kinds)
+        options = metric.get('metric_options') or dict(
+            top_k_accuracy=dict(topk=(1, 5)))
+        for kind in kinds:
+            if kind == 'top_k_accuracy':
+                topk = (options.get('top_k_accuracy') or {}).get('topk',
+                                                                 (1, 5))
+                topk = (topk, ) if isinstance(topk, int) else tuple(topk)
+                names += [f'{prefix}/top{k}' for k in topk]
+            elif kind == 'mean_class_accuracy':
+                names.append(f'{prefix}/mean1')
+            else:
+                names.append(f'{prefix}/{kind}')
+    return names
+
+
+def check_metric(metric, cfg, train_config):
+    """Refuse ``--metric`` when the training config's validation cannot
+    log it (checked where every evaluator is ``AccMetric``)."""
+    if not isinstance(metric, str) or not metric.strip():
+        raise StudyError(f'--metric must name a validation metric (e.g. '
+                         f'acc/top1), got {metric!r}')
+    names = known_metrics(cfg)
+    if names is not None and metric not in names:
+        raise StudyError(
+            f'--metric {metric!r}: the validation of --train-config '
+            f'{train_config} logs {", ".join(names)}; choose one of them')
 
 
 def check_proxies(proxies):
@@ -132,6 +232,88 @@ def network_proxy_score(name, plan):
                               image_size=plan['image_size'],
                               frames=plan['frames'],
                               seed=int(plan['settings']['seed']) % 2**31))
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value, low=None):
+    return isinstance(value, int) and not isinstance(value, bool) and (
+        low is None or value >= low)
+
+
+def check_plan(plan):
+    """Raise ``ValueError`` naming the first field of a loaded rank study
+    plan that a study cannot use (a plan of another tool or version, a
+    field of the wrong type, an architecture whose structure does not
+    build, repeated ids, fewer architectures than the settings ask)."""
+    if not isinstance(plan, dict):
+        raise ValueError(f'a plan is a JSON object, got '
+                         f'{type(plan).__name__}')
+    if plan.get('format') != PLAN_FORMAT or plan.get(
+            'version') != PLAN_VERSION:
+        raise ValueError('not a rank study plan of this version')
+    settings = plan.get('settings')
+    if not isinstance(settings, dict):
+        raise ValueError('settings must be an object')
+    for key, low in (('num_archs', 3), ('seeds', 1), ('first_seed', 0)):
+        if key in settings and not _is_int(settings[key], low):
+            raise ValueError(f'settings.{key} must be an integer >= {low}, '
+                             f'got {settings[key]!r}')
+    archs = plan.get('archs')
+    if not isinstance(archs, list) or len(archs) < 3:
+        raise ValueError('archs must be a list of at least 3 architectures')
+    if _is_int(settings.get('num_archs')) and (
+            len(archs) != settings['num_archs']):
+        raise ValueError(f'archs holds {len(archs)} architectures, the '
+                         f"settings {settings['num_archs']}")
+    ids = set()
+    for index, arch in enumerate(archs):
+        where = f'archs[{index}]'
+        if not isinstance(arch, dict):
+            raise ValueError(f'{where} must be an object')
+        if not isinstance(arch.get('id'), str) or not arch['id']:
+            raise ValueError(f'{where}.id must be a name')
+        if arch['id'] in ids:
+            raise ValueError(f'{where}.id {arch["id"]!r} is repeated')
+        ids.add(arch['id'])
+        if not isinstance(arch.get('role'), str):
+            raise ValueError(f'{where}.role must be a word')
+        if not isinstance(arch.get('in_band'), bool):
+            raise ValueError(f'{where}.in_band must be true or false')
+        try:
+            Structure.from_dicts(arch.get('structure'))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f'{where}.structure: {e}') from None
+        for field in ('proxies', 'proxy_ms'):
+            values = arch.get(field, {})
+            if not isinstance(values, dict) or not all(
+                    _is_number(v) for v in values.values()):
+                raise ValueError(f'{where}.{field} must map names to '
+                                 'numbers')
+    if not all(PROXIES[0] in arch['proxies'] for arch in archs):
+        raise ValueError(f'an architecture lacks the proxy {PROXIES[0]}')
+    size = plan.get('image_size')
+    if not (_is_int(size, 1) or isinstance(size, list) and len(size) == 2
+            and all(_is_int(v, 1) for v in size)):
+        raise ValueError(f'image_size must be a positive integer or two, '
+                         f'got {size!r}')
+    if not _is_int(plan.get('frames'), 1):
+        raise ValueError(f"frames must be a positive integer, got "
+                         f"{plan.get('frames')!r}")
+    for key in ('band_flops', 'search_best_score'):
+        if key in plan and not _is_number(plan[key]):
+            raise ValueError(f'{key} must be a number, got {plan[key]!r}')
+    if not isinstance(plan.get('budgets', {}), dict):
+        raise ValueError('budgets must be an object')
+    notes = plan.get('notes', [])
+    if not isinstance(notes, list) or not all(
+            isinstance(n, str) for n in notes):
+        raise ValueError('notes must be a list of lines')
+    settings_of = plan.get('proxy_settings', {})
+    if not isinstance(settings_of, dict):
+        raise ValueError('proxy_settings must be an object')
 
 
 class RankStudy:
@@ -196,9 +378,31 @@ class RankStudy:
             raise StudyError(
                 '--num-archs must be an integer >= 3 (a rank correlation '
                 f'needs at least 3 architectures), got {num_archs!r}')
+        if num_archs > MAX_ARCHS:
+            raise StudyError(
+                f'--num-archs {num_archs} is more than a study trains (at '
+                f'most {MAX_ARCHS}: the pool it draws from grows 100 '
+                'structures an architecture); lower --num-archs')
         if not isinstance(seeds, int) or seeds < 1:
             raise StudyError(
                 f'--seeds must be an integer >= 1, got {seeds!r}')
+        if seeds > MAX_SEEDS:
+            raise StudyError(f'--seeds {seeds} is more than a study trains '
+                             f'(at most {MAX_SEEDS}); lower --seeds')
+        if num_candidates is not None and (
+                not isinstance(num_candidates, int) or isinstance(
+                    num_candidates, bool) or not
+                1 <= num_candidates <= MAX_CANDIDATES):
+            raise StudyError(
+                f'--num-candidates must be an integer in 1..{MAX_CANDIDATES}'
+                f', got {num_candidates!r}')
+        if not isinstance(seed, int) or isinstance(seed, bool) or not (
+                0 <= seed < 2**63):
+            raise StudyError(f'--seed must be an integer in 0..2**63-1, got '
+                             f'{seed!r}')
+        if not isinstance(metric, str) or not metric.strip():
+            raise StudyError(f'--metric must name a validation metric (e.g. '
+                             f'acc/top1), got {metric!r}')
         if not isinstance(n_resamples, int) or n_resamples < 1:
             raise StudyError(
                 f'n_resamples must be an integer >= 1, got {n_resamples!r}')
@@ -240,6 +444,7 @@ class RankStudy:
                               train_command=train_command,
                               stream=self.stream, **dict(queue or {}))
         self.plan = None
+        self.notes_now = []
 
     # ------------------------------------------------------------------
     @property
@@ -252,11 +457,12 @@ class RankStudy:
         """The study's JSON-lines results file."""
         return osp.join(self.work_dir, RESULTS_NAME)
 
-    def settings(self):
-        """What makes two studies the same study (JSON-ready; the sampling
-        and seed settings of a calibration appear only where they differ
-        from a study's defaults, so that plans written before them still
-        match)."""
+    def settings(self, digests=None):
+        """What makes two studies the same study (JSON-ready): the
+        arguments, and with ``digests`` (see :meth:`_digests`) the sha256
+        of each config's content. The sampling and seed settings of a
+        calibration appear only where they differ from a study's defaults,
+        so that plans written before them still match."""
         settings = dict(
             search_config=osp.abspath(self.search_config),
             train_config=osp.abspath(self.train_config),
@@ -270,6 +476,7 @@ class RankStudy:
         for key, default in CALIBRATION_DEFAULTS.items():
             if getattr(self, key) != default:
                 settings[key] = getattr(self, key)
+        settings.update(digests or {})
         return _normal(settings)
 
     def log(self, text):
@@ -284,6 +491,17 @@ class RankStudy:
         return check_train_config(self.train_config,
                                   self.train_cfg_options)
 
+    def check_metric(self):
+        """Refuse a ``metric`` the training config does not log (see
+        :func:`check_metric`)."""
+        from e3d_plugin.launch import LaunchError, load_config
+        try:
+            cfg = load_config(self.train_config,
+                              self.train_cfg_options or None)
+        except LaunchError as e:
+            raise StudyError(f'--train-config: {e}') from None
+        check_metric(self.metric, cfg, self.train_config)
+
     def load_search_config(self):
         """The search config with ``cfg_options`` applied."""
         from e3d_plugin.launch import LaunchError, load_config
@@ -292,23 +510,93 @@ class RankStudy:
         except LaunchError as e:
             raise StudyError(str(e)) from None
 
+    def _digests(self, tolerant=False):
+        """The sha256 of the search and training configs' loaded content
+        (``cfg_options`` merged in); ``tolerant``: None for a config that
+        does not load (a report of a study whose configs moved)."""
+        from e3d_plugin.launch import LaunchError, load_config
+        steps = [('search_config_sha256', self.load_search_config),
+                 ('train_config_sha256', self.check_train_config)]
+        if tolerant:
+            steps[1] = ('train_config_sha256', lambda: load_config(
+                self.train_config, self.train_cfg_options or None))
+        digests = {}
+        for key, load in steps:
+            try:
+                digests[key] = config_digest(load())
+            except (StudyError, LaunchError):
+                if not tolerant:
+                    raise
+                digests[key] = None
+        return digests
+
+    def _check_same_study(self, plan, settings, report_only):
+        """Refuse a plan made with other settings (the content of the
+        configs included, except for a report); a note when a plan predates
+        the configs' digests or a report's configs changed since."""
+        saved, now = dict(plan['settings']), dict(settings)
+        for key in sorted(CALIBRATION_DEFAULTS):  # as plans store them
+            saved.setdefault(key, CALIBRATION_DEFAULTS[key])
+            now.setdefault(key, CALIBRATION_DEFAULTS[key])
+        if not any(key in plan['settings'] for key in HASH_KEYS):
+            self.notes_now.append(
+                'the plan predates config digests: an edit of the configs '
+                'since it was made cannot be detected')
+        for key, what in HASH_KEYS.items():
+            if key not in plan['settings']:
+                pass
+            elif report_only and saved[key] != now[key]:
+                self.notes_now.append(
+                    f'the {what} does not load as it did for the plan '
+                    '(edited or missing since); the report shows the '
+                    'results of the plan')
+            if key not in plan['settings'] or report_only:
+                saved.pop(key, None)
+                now.pop(key, None)
+        found = first_difference(saved, now)
+        if found is None:
+            return
+        key, old, new = found
+        if key in HASH_KEYS:
+            raise StudyError(
+                f'work dir {self.work_dir} holds a rank study made with '
+                f'another content of the {HASH_KEYS[key]} (sha256 '
+                f'{str(old)[:12]}, now {str(new)[:12]}: edited since); '
+                'restore it or choose another --work-dir')
+        raise StudyError(
+            f'work dir {self.work_dir} holds a rank study with {key} '
+            f'{old!r}, not {new!r}; choose another --work-dir (or repeat '
+            'its settings)')
+
+    def check_work_dir(self):
+        """Refuse a work dir that cannot hold a study (a file, an
+        impossible path) and, for a new study, one that holds the results
+        or runs of another study (or a damaged one) without its plan."""
+        from e3d_plugin.launch import LaunchError, check_output_path
+        try:
+            check_output_path(self.work_dir, '--work-dir', folder=True)
+        except LaunchError as e:
+            raise StudyError(str(e)) from None
+        if osp.lexists(self.plan_path):
+            return
+        for name in (RESULTS_NAME, 'runs', 'trials_plan.json'):
+            if osp.lexists(osp.join(self.work_dir, name)):
+                raise StudyError(
+                    f'work dir {self.work_dir} holds {name} but no '
+                    f'{PLAN_NAME}: the results of another study (or of a '
+                    'damaged one) that a new study must not mix with its '
+                    'own; choose another --work-dir')
+
     def prepare(self, report_only=False):
         """Check the inputs and make the plan (or reload it on resume);
-        return the plan."""
-        if osp.isfile(self.plan_path):
+        return the plan. Nothing is written before every input is
+        checked."""
+        self.notes_now = []
+        self.check_work_dir()
+        if osp.lexists(self.plan_path):
             plan = self._load_plan()
-            if plan['settings'] != self.settings():
-                old, new = plan['settings'], self.settings()
-                defaults = CALIBRATION_DEFAULTS
-                keys = list(new) + [k for k in old if k not in new]
-                diff = next(k for k in keys if old.get(k, defaults.get(k))
-                            != new.get(k, defaults.get(k)))
-                old = dict(defaults, **old)
-                new = dict(defaults, **new)
-                raise StudyError(
-                    f'work dir {self.work_dir} holds a rank study with '
-                    f'{diff} {old.get(diff)!r}, not {new[diff]!r}; choose '
-                    'another --work-dir (or repeat its settings)')
+            settings = self.settings(self._digests(tolerant=report_only))
+            self._check_same_study(plan, settings, report_only)
             if not (self.resume or report_only):
                 raise StudyError(
                     f'work dir {self.work_dir} already holds this rank '
@@ -316,6 +604,8 @@ class RankStudy:
                     'report it, or choose another --work-dir')
             if not report_only:
                 self.check_train_config()
+            for note in self.notes_now:
+                self.log(f'note: {note}')
             self.plan = plan
             self.add_proxies(save=True)
             return plan
@@ -324,10 +614,15 @@ class RankStudy:
             raise StudyError(
                 f'{flag}: no rank study in {self.work_dir} (no {PLAN_NAME}); '
                 'run without it to start one')
-        self.check_train_config()
+        settings = self.settings(self._digests())
+        self.check_metric()
         cfg = self.load_search_config()
         try:
             setup = build_searcher(cfg, self.num_candidates)
+            pool = max(2000, 100 * self.num_archs)
+            if pool > 10000:  # a minute at most (MAX_ARCHS)
+                self.log(f'drawing {self.num_archs} architectures from a '
+                         f'pool of about {pool} structures')
             sample = sample_architectures(
                 setup, self.num_archs, seed=self.seed,
                 band_share=self.band_share,
@@ -338,7 +633,7 @@ class RankStudy:
             # SearchError, StructureError, a space or score argument of
             # the wrong type: all come from the search config
             raise StudyError(f'{self.search_config}: {e}') from None
-        self.plan = self._make_plan(cfg, setup, sample)
+        self.plan = self._make_plan(cfg, setup, sample, settings)
         self.add_proxies(save=False)
         os.makedirs(self.work_dir, exist_ok=True)
         self._save_plan()
@@ -396,20 +691,22 @@ class RankStudy:
         return added
 
     def _load_plan(self):
+        if not osp.isfile(self.plan_path):
+            raise StudyError(f'{self.plan_path} is not a regular file; '
+                             'choose another --work-dir')
         try:
             with open(self.plan_path) as f:
                 plan = json.load(f)
-            if plan.get('format') != PLAN_FORMAT or plan.get(
-                    'version') != PLAN_VERSION:
-                raise ValueError('not a rank study plan of this version')
-            _ = plan['settings'], plan['archs']
-        except (ValueError, KeyError, TypeError) as e:
+            check_plan(plan)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            reason = getattr(e, 'strerror', None) or e
             raise StudyError(
-                f'{self.plan_path} is not a usable rank study plan ({e}); '
-                'choose another --work-dir') from None
+                f'{self.plan_path} is not a usable rank study plan '
+                f'({reason}); restore it or choose another --work-dir'
+            ) from None
         return plan
 
-    def _make_plan(self, cfg, setup, sample):
+    def _make_plan(self, cfg, setup, sample, settings):
         from e3d_plugin.nas import RandomScore, STEntrScore
         score_args = {k: v for k, v in cfg.score.to_dict().items()
                       if k != 'type'}
@@ -431,7 +728,7 @@ class RankStudy:
         image_size = setup.image_size
         return _normal(dict(
             format=PLAN_FORMAT, version=PLAN_VERSION,
-            settings=self.settings(),
+            settings=settings,
             budgets=setup.budgets,
             image_size=image_size,
             frames=setup.frames,
@@ -513,7 +810,14 @@ class RankStudy:
         report = make_report(self.plan, self.load_results(),
                              final_epochs=self.final_epochs,
                              n_resamples=self.n_resamples, seed=self.seed,
-                             notes=self.notes)
+                             notes=list(self.notes_now) + list(self.notes))
+        if not report['runs_done']:
+            kept = (', the report there is kept' if osp.exists(osp.join(
+                self.work_dir, 'rank_study.json')) else '')
+            raise StudyError(
+                f'no run of the study in {self.work_dir} has a result yet '
+                f'({RESULTS_NAME} holds no finished run); nothing to '
+                f'report{kept}')
         if write:
             write_report(report, self.work_dir)
         return report

@@ -60,13 +60,23 @@ def build_searcher(cfg, num_candidates=None):
         if cfg.get(key) is None:
             raise StudyError(
                 f"the search config is missing the required key '{key}'")
-    score = cfg.score.to_dict()
+    for key in ('score', 'search'):
+        if not isinstance(cfg.get(key), dict):
+            raise StudyError(
+                f'the search config\'s {key} must be a dict (a config with '
+                f'a type), got {cfg.get(key)!r}')
+    score = dict(cfg.score)
     if score.get('type', 'STEntrScore') not in ('STEntrScore',
                                                 'e3d_plugin.STEntrScore'):
         raise StudyError(
             f"the search config's score is {score.get('type')!r}; a rank "
             'study measures STEntrScore, set score.type to STEntrScore')
-    budgets = dict(cfg.search.to_dict().get('budgets') or {})
+    budgets = dict(cfg.search).get('budgets') or {}
+    if not isinstance(budgets, dict):
+        raise StudyError(
+            "the search config's search.budgets must be a dict such as "
+            f"dict(flops=4e7), got {budgets!r}")
+    budgets = dict(budgets)
     if 'latency' in budgets:
         raise StudyError(
             'search.budgets.latency: a rank study samples thousands of '

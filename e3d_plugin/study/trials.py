@@ -72,7 +72,6 @@ is continued with ``resume`` only, and only with the same settings
 there.
 """
 import copy
-import hashlib
 import json
 import math
 import os
@@ -89,7 +88,8 @@ from ..nas.state import SearchError
 from .queue import Run, RunQueue, duration
 from .report import _json_ready, run_accuracy
 from .results import finished_runs
-from .runner import _normal, check_train_config, write_run_config
+from .runner import (MAX_CANDIDATES, MAX_SEEDS, _normal, check_metric,
+                     check_train_config, config_digest, write_run_config)
 from .sampler import StudyError
 
 PLAN_NAME = 'trials_plan.json'
@@ -139,11 +139,8 @@ LABELS = {
 #: Candidates of every search by default: what the network scores afford
 #: (about 650 structures computed, 1-7 min a search on a CPU core).
 DEFAULT_NUM_CANDIDATES = 1000
-#: The most candidates a search may have: a network score at 0.2-0.7 s a
-#: structure would take one to three days per search beyond it.
-MAX_CANDIDATES = 200000
-#: The most training seeds per structure.
-MAX_SEEDS = 100
+# MAX_CANDIDATES (a network score at 0.2-0.7 s a structure would take one
+# to three days per search beyond it) and MAX_SEEDS are the rank study's.
 #: Checkpoints a search writes (one every num_candidates / this).
 CHECKPOINTS_PER_SEARCH = 50
 #: Resamples of a permutation test (exact below this many splits).
@@ -152,14 +149,6 @@ N_RESAMPLES = 9999
 HASH_KEYS = {'search_config_sha256': 'search config',
              'train_config_sha256': 'training config',
              'x3d_config_sha256': 'X3D config'}
-
-
-def config_digest(cfg):
-    """sha256 of a loaded config's content (its merged settings, bases
-    included, as sorted JSON)."""
-    content = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
-    text = json.dumps(content, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_scores(scores):
@@ -539,14 +528,19 @@ class SearchTrials:
                 'values that cannot be written into a run config') from None
         return dict(cfg=cfg, backbone=backbone, in_channels=in_channels)
 
+    def _checked_train_config(self):
+        """The training config, checked for a study and for ``metric``."""
+        cfg = check_train_config(self.train_config, self.train_cfg_options)
+        check_metric(self.metric, cfg, self.train_config)
+        return cfg
+
     def _digests(self, tolerant=False):
         """The sha256 of each config's loaded content (and the configs);
         ``tolerant``: None for a config that does not load (a report)."""
         from e3d_plugin.launch import LaunchError, load_config
         digests = {}
         steps = [('search_config_sha256', self.load_search_config),
-                 ('train_config_sha256', lambda: check_train_config(
-                     self.train_config, self.train_cfg_options))]
+                 ('train_config_sha256', self._checked_train_config)]
         if self.x3d_config:
             steps.append(('x3d_config_sha256',
                           lambda: self.load_x3d_config()['cfg']))
