@@ -292,7 +292,7 @@ def check_plan(plan):
                     _is_number(v) for v in values.values()):
                 raise ValueError(f'{where}.{field} must map names to '
                                  'numbers')
-    if not all(PROXIES[0] in arch['proxies'] for arch in archs):
+    if not all(PROXIES[0] in arch.get('proxies', {}) for arch in archs):
         raise ValueError(f'an architecture lacks the proxy {PROXIES[0]}')
     size = plan.get('image_size')
     if not (_is_int(size, 1) or isinstance(size, list) and len(size) == 2

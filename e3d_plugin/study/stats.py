@@ -45,22 +45,60 @@ def _generator(function, seed):
     return {name: np.random.default_rng(seed)}
 
 
+def _tau_many(a, b, axis=-1):
+    """Kendall's tau-b of ``a`` against ``b`` along ``axis`` for every other
+    index at once (``kendalltau``'s statistic: concordant minus discordant
+    pairs over the root of the pairs untied in each); NaN where ``a`` or
+    ``b`` holds one value only."""
+    a = np.moveaxis(np.asarray(a, dtype=float), axis, -1)
+    b = np.moveaxis(np.asarray(b, dtype=float), axis, -1)
+    n = a.shape[-1]
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
+    sa = np.sign(a[..., :, None] - a[..., None, :])[..., upper]
+    sb = np.sign(b[..., :, None] - b[..., None, :])[..., upper]
+    untied = (sa * sa).sum(-1) * (sb * sb).sum(-1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        tau = (sa * sb).sum(-1) / np.sqrt(untied)
+    return np.where(untied > 0, tau, math.nan)
+
+
+def _rho_many(a, b, axis=-1):
+    """Spearman's rho of ``a`` against ``b`` along ``axis`` for every other
+    index at once (``spearmanr``'s statistic: the Pearson correlation of
+    average ranks); NaN where ``a`` or ``b`` holds one value only."""
+    from scipy.stats import rankdata
+    ra = rankdata(np.moveaxis(np.asarray(a, dtype=float), axis, -1),
+                  axis=-1)
+    rb = rankdata(np.moveaxis(np.asarray(b, dtype=float), axis, -1),
+                  axis=-1)
+    ra = ra - ra.mean(-1, keepdims=True)
+    rb = rb - rb.mean(-1, keepdims=True)
+    spread = (ra * ra).sum(-1) * (rb * rb).sum(-1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        rho = (ra * rb).sum(-1) / np.sqrt(spread)
+    return np.where(spread > 0, np.clip(rho, -1.0, 1.0), math.nan)
+
+
+#: The vectorised form of each statistic (for the bootstrap).
+_MANY = {_tau: _tau_many, _rho: _rho_many}
+#: Elements of the pair-sign arrays one bootstrap batch may hold.
+_BATCH_ELEMENTS = 1 << 22
+
+
 def _interval(x, y, statistic, n_resamples, confidence, seed):
     """Percentile bootstrap interval of ``statistic(x, y)`` and the number
     of resamples it is undefined for (left out; NaN when they are half or
-    more)."""
+    more). The resamples are computed at once (the vectorised form of the
+    statistic, in batches that bound the memory); a resample that repeats
+    one architecture only is undefined, not 0."""
     from scipy.stats import bootstrap
 
-    def guarded(a, b):
-        # a resample may repeat one architecture only: undefined, not 0
-        if np.all(a == a[0]) or np.all(b == b[0]):
-            return math.nan
-        return statistic(a, b)
-
+    many = _MANY[statistic]
+    batch = max(1, _BATCH_ELEMENTS // max(1, len(x)) ** 2)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # scipy's warning on NaN resamples
-        result = bootstrap((x, y), guarded, paired=True, vectorized=False,
-                           n_resamples=n_resamples,
+        result = bootstrap((x, y), many, paired=True, vectorized=True,
+                           n_resamples=n_resamples, batch=batch,
                            confidence_level=confidence, method='percentile',
                            **_generator(bootstrap, seed))
     distribution = np.asarray(result.bootstrap_distribution)
