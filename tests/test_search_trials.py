@@ -765,6 +765,47 @@ def test_tool_bad_inputs_one_line_exit_2(extra, message, setup, capsys):
     assert not osp.exists(work)
 
 
+@pytest.mark.parametrize('content,extra,message', [
+    ('results.jsonl', [], 'work dir {work} holds results.jsonl but no '
+     'trials_plan.json: the results of another study (or of a damaged one) '
+     'that a new study must not mix with its own; choose another '
+     '--work-dir'),
+    ('study_plan.json', [], 'work dir {work} holds study_plan.json but no '
+     'trials_plan.json'),
+    ('runs', [], 'work dir {work} holds runs but no trials_plan.json'),
+    (None, ['--metric', 'acc/top7'], "--metric 'acc/top7': the validation "
+     'of --train-config {train} logs acc/top1, acc/top5, acc/mean1; choose '
+     'one of them'),
+    (None, ['--train-cfg-options', 'train_cfg.max_epochs=0'],
+     '--train-config {train}: train_cfg.max_epochs must be an integer >= 1, '
+     'got 0; every run must train and validate'),
+    (None, ['--train-cfg-options', 'nokey'], "--train-cfg-options: 'nokey' "
+     'is not KEY=VALUE'),
+])
+def test_tool_refuses_foreign_work_dirs_and_untrainable_settings(
+        setup, capsys, tmp_path, content, extra, message):
+    work = tmp_path / 'work'
+    work.mkdir()
+    if content == 'runs':
+        (work / 'runs').mkdir()
+    elif content:
+        (work / content).write_text('{}\n')
+    before = sorted(os.listdir(work))
+    argv = [SEARCH, '--train-config', setup['train'], '--work-dir',
+            str(work), '--num-candidates', '5'] + extra
+    capsys.readouterr()
+    try:
+        code = load_tool('search_trials').main(
+            argv, train_command=[sys.executable, setup['trainer']])
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith('error: ' + message.format(
+        work=work, train=setup['train'])), err[0]
+    assert sorted(os.listdir(work)) == before
+
+
 # ----------------------------------------------------------------------
 # end to end, real training
 @pytest.mark.slow

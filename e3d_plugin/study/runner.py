@@ -208,6 +208,31 @@ def check_metric(metric, cfg, train_config):
             f'{train_config} logs {", ".join(names)}; choose one of them')
 
 
+#: The plan files of the tools whose work dirs hold a results file.
+PLAN_FILES = (PLAN_NAME, 'trials_plan.json')
+
+
+def check_work_dir(work_dir, plan_name):
+    """Refuse a work dir that cannot hold a study (a file, an impossible
+    path: :class:`StudyError`) and, when it holds no ``plan_name`` (a new
+    study), one that holds the results or runs of another study, or of a
+    damaged one, that the new study would mix with its own."""
+    from e3d_plugin.launch import LaunchError, check_output_path
+    try:
+        check_output_path(work_dir, '--work-dir', folder=True)
+    except LaunchError as e:
+        raise StudyError(str(e)) from None
+    if osp.lexists(osp.join(work_dir, plan_name)):
+        return
+    others = [name for name in PLAN_FILES if name != plan_name]
+    for name in [RESULTS_NAME, 'runs'] + others:
+        if osp.lexists(osp.join(work_dir, name)):
+            raise StudyError(
+                f'work dir {work_dir} holds {name} but no {plan_name}: the '
+                'results of another study (or of a damaged one) that a new '
+                'study must not mix with its own; choose another --work-dir')
+
+
 def check_proxies(proxies):
     """``proxies`` (None or a list of names of
     :data:`~e3d_plugin.study.proxies.KNOWN_PROXIES`) as a tuple without
@@ -569,23 +594,8 @@ class RankStudy:
             'its settings)')
 
     def check_work_dir(self):
-        """Refuse a work dir that cannot hold a study (a file, an
-        impossible path) and, for a new study, one that holds the results
-        or runs of another study (or a damaged one) without its plan."""
-        from e3d_plugin.launch import LaunchError, check_output_path
-        try:
-            check_output_path(self.work_dir, '--work-dir', folder=True)
-        except LaunchError as e:
-            raise StudyError(str(e)) from None
-        if osp.lexists(self.plan_path):
-            return
-        for name in (RESULTS_NAME, 'runs', 'trials_plan.json'):
-            if osp.lexists(osp.join(self.work_dir, name)):
-                raise StudyError(
-                    f'work dir {self.work_dir} holds {name} but no '
-                    f'{PLAN_NAME}: the results of another study (or of a '
-                    'damaged one) that a new study must not mix with its '
-                    'own; choose another --work-dir')
+        """See :func:`check_work_dir`."""
+        check_work_dir(self.work_dir, PLAN_NAME)
 
     def prepare(self, report_only=False):
         """Check the inputs and make the plan (or reload it on resume);

@@ -89,7 +89,8 @@ from .queue import Run, RunQueue, duration
 from .report import _json_ready, run_accuracy
 from .results import finished_runs
 from .runner import (MAX_CANDIDATES, MAX_SEEDS, _normal, check_metric,
-                     check_train_config, config_digest, write_run_config)
+                     check_train_config, check_work_dir, config_digest,
+                     write_run_config)
 from .sampler import StudyError
 
 PLAN_NAME = 'trials_plan.json'
@@ -560,6 +561,7 @@ class SearchTrials:
         """Check the inputs and write the plan (or reload it, refusing
         other settings); return the plan. Nothing is written before every
         input is checked."""
+        check_work_dir(self.work_dir, PLAN_NAME)
         digests = self._digests(tolerant=report_only)
         settings = self.settings(digests)
         if osp.isfile(self.plan_path):
