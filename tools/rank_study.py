@@ -108,13 +108,13 @@ def main(argv=None, train_command=None):
     failed). ``train_command`` replaces the queue's training command (for
     tests)."""
     args = parse_args(argv)
-    from e3d_plugin.study import RankStudy, StudyError, format_table
+    from e3d_plugin.study import RankStudy, format_table
+    from e3d_plugin.study.cli import default_work_dir, run_study
     from e3d_plugin.study.queue import queue_options
-    work_dir = args.work_dir if args.work_dir is not None else osp.join(
-        './work_dirs',
-        'rank_study_' + osp.splitext(osp.basename(args.config))[0])
-    try:
-        study = RankStudy(
+    work_dir = default_work_dir(args, 'rank_study_')
+
+    def build():
+        return RankStudy(
             args.config, args.train_config, work_dir,
             num_archs=args.num_archs, seeds=args.seeds, seed=args.seed,
             cfg_options=args.cfg_options,
@@ -126,32 +126,8 @@ def main(argv=None, train_command=None):
             first_seed=args.first_seed, band_share=args.band_share,
             include_fixed=not args.no_fixed, final_epochs=args.final_epochs,
             proxies=args.proxies, train_command=train_command)
-        if args.gpus and not args.report_only:
-            import torch
-            available = torch.cuda.device_count()
-            if available < args.gpus:
-                raise StudyError(
-                    f'--gpus {args.gpus}: this machine has {available} CUDA '
-                    'devices; lower --gpus (0 trains on the CPU)')
-        study.prepare(report_only=args.report_only)
-        if not args.report_only:
-            study.train()
-        report = study.report()
-    except StudyError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    print(format_table(report))
-    print(f'results in {work_dir}')
-    failed = study.failed()
-    if failed and not args.report_only:
-        for arch, seed, reason in failed:
-            print(f'error: run {arch} seed {seed} failed: {reason}',
-                  file=sys.stderr)
-        print(f'error: {len(failed)} runs have no result; rerun with '
-              '--resume to retry them', file=sys.stderr)
-        return 1
-    return 0
 
+    return run_study(args, work_dir, build, ['train'], format_table)
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -115,14 +115,13 @@ def main(argv=None, train_command=None):
     failed). ``train_command`` replaces the queue's training command (for
     tests)."""
     args = parse_args(argv)
-    from e3d_plugin.study import StudyError
+    from e3d_plugin.study.cli import default_work_dir, run_study
     from e3d_plugin.study.queue import queue_options
     from e3d_plugin.study.trials import SearchTrials, format_trials_table
-    work_dir = args.work_dir if args.work_dir is not None else osp.join(
-        './work_dirs',
-        'search_trials_' + osp.splitext(osp.basename(args.config))[0])
-    try:
-        trials = SearchTrials(
+    work_dir = default_work_dir(args, 'search_trials_')
+
+    def build():
+        return SearchTrials(
             args.config, args.train_config, work_dir, scores=args.scores,
             num_candidates=args.num_candidates,
             search_seed=args.search_seed, band=args.band, seeds=args.seeds,
@@ -135,33 +134,9 @@ def main(argv=None, train_command=None):
             train_command=train_command,
             keep_checkpoints=args.keep_checkpoints,
             progress=not args.no_progress)
-        if args.gpus and not args.report_only:
-            import torch
-            available = torch.cuda.device_count()
-            if available < args.gpus:
-                raise StudyError(
-                    f'--gpus {args.gpus}: this machine has {available} CUDA '
-                    'devices; lower --gpus (0 trains on the CPU)')
-        trials.prepare(report_only=args.report_only)
-        if not args.report_only:
-            trials.search()
-            trials.train()
-        report = trials.report()
-    except StudyError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    print(format_trials_table(report))
-    print(f'results in {work_dir}')
-    failed = trials.failed()
-    if failed and not args.report_only:
-        for score, seed, reason in failed:
-            print(f'error: run {score} seed {seed} failed: {reason}',
-                  file=sys.stderr)
-        print(f'error: {len(failed)} runs have no result; rerun with '
-              '--resume to retry them', file=sys.stderr)
-        return 1
-    return 0
 
+    return run_study(args, work_dir, build, ['search', 'train'],
+                     format_trials_table)
 
 if __name__ == '__main__':
     sys.exit(main())
