@@ -614,8 +614,9 @@ class RankStudy:
                     'report it, or choose another --work-dir')
             if not report_only:
                 self.check_train_config()
-            for note in self.notes_now:
-                self.log(f'note: {note}')
+            if not report_only:  # a report prints its notes itself
+                for note in self.notes_now:
+                    self.log(f'note: {note}')
             self.plan = plan
             self.add_proxies(save=True)
             return plan
