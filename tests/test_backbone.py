@@ -311,3 +311,33 @@ def test_argument_checks_draw_nothing_from_the_global_generator():
         for block in get_preset('E3D-XS'))
     for a, b in zip(checked.blocks.parameters(), plain.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('kind', ['res', 'btn', 'dwbtn'])
+@pytest.mark.parametrize('size', [(1, 1), (1, 3), (3, 1), (2, 5), (4, 4)])
+def test_strided_unit_with_shortcut_takes_one_pixel_sides(kind, size):
+    """The shortcut of a strided unit pools 1x2x2 (ceil) like its convs
+    stride; a side of one pixel stays one pixel instead of failing."""
+    import math
+
+    import torch.nn.functional as F
+
+    from e3d_plugin.models.blocks import ResidualUnit
+    unit = ResidualUnit(kind, 8, 8, 3, 3, 2, dict(type='Conv3d'),
+                        dict(type='BN3d'), dict(type='ReLU'),
+                        bottleneck=0 if kind == 'res' else 16).eval()
+    x = torch.randn(2, 8, 3, *size)
+    with torch.no_grad():
+        out = unit(x)
+        shortcut = unit.downsample(x)
+    height, width = size
+    assert out.shape == (2, 8, 3, math.ceil(height / 2), math.ceil(width / 2))
+    if height >= 2 and width >= 2:  # as before: AvgPool3d, ceil_mode
+        expected = F.avg_pool3d(x, (1, 2, 2), (1, 2, 2), ceil_mode=True)
+    elif size == (1, 1):
+        expected = x
+    elif size == (1, 3):  # pairs along W; the last, lone pixel as it is
+        expected = torch.stack([x[..., 0:2].mean(-1), x[..., 2]], -1)
+    else:  # (3, 1)
+        expected = torch.stack([x[..., 0:2, :].mean(-2), x[..., 2, :]], -2)
+    assert torch.allclose(shortcut, expected, atol=1e-6)

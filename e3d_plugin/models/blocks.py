@@ -268,9 +268,7 @@ class ResidualUnit(nn.Module):
 
         self.has_shortcut = in_channels == out_channels
         if self.has_shortcut and stride == 2:
-            # ceil_mode matches the conv path's ceil(H / 2) on odd sizes.
-            self.downsample = nn.AvgPool3d((1, 2, 2), (1, 2, 2),
-                                           ceil_mode=True)
+            self.downsample = ShortcutPool()
         else:
             self.downsample = None
         self.act = build_activation_layer(act_cfg) if act_cfg else None
@@ -313,6 +311,19 @@ class ResidualUnit(nn.Module):
             out = out + (x if self.downsample is None else self.downsample(x))
         return self.act(out) if self.act is not None else out
 
+
+
+class ShortcutPool(nn.Module):
+    """The shortcut of a strided unit: 1x2x2 average pooling with stride
+    1x2x2, ``ceil_mode`` (``ceil(H / 2)`` like the conv path on odd
+    sizes); a side of one pixel is kept as it is (a 2-wide window does not
+    fit in it), so a unit takes any input its convs take."""
+
+    def forward(self, x):
+        """Pool ``x`` (N, C, T, H, W) to (N, C, T, ceil(H / 2),
+        ceil(W / 2))."""
+        kernel = (1, min(2, x.shape[-2]), min(2, x.shape[-1]))
+        return F.avg_pool3d(x, kernel, (1, 2, 2), ceil_mode=True)
 
 def stream_state_shapes(unit, batch_size, height, width):
     """Shapes of the stream state a causal unit keeps for an input of
