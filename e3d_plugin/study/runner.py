@@ -57,6 +57,23 @@ def config_digest(cfg):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def config_digests(steps, tolerant=False):
+    """``{key: sha256}`` of the configs ``steps`` (``(key, load)`` pairs,
+    ``load()`` giving a loaded config) load; ``tolerant``: None for a
+    config whose ``load`` raises :class:`StudyError` or ``LaunchError``
+    (which are raised otherwise)."""
+    from e3d_plugin.launch import LaunchError
+    digests = {}
+    for key, load in steps:
+        try:
+            digests[key] = config_digest(load())
+        except (StudyError, LaunchError):
+            if not tolerant:
+                raise
+            digests[key] = None
+    return digests
+
+
 def _normal(value):
     """``value`` as JSON would give it back (tuples become lists)."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
@@ -512,20 +529,11 @@ class RankStudy:
     # ------------------------------------------------------------------
     def check_train_config(self):
         """Load the training config and check that it can run (see
-        :func:`check_train_config`)."""
-        return check_train_config(self.train_config,
-                                  self.train_cfg_options)
-
-    def check_metric(self):
-        """Refuse a ``metric`` the training config does not log (see
-        :func:`check_metric`)."""
-        from e3d_plugin.launch import LaunchError, load_config
-        try:
-            cfg = load_config(self.train_config,
-                              self.train_cfg_options or None)
-        except LaunchError as e:
-            raise StudyError(f'--train-config: {e}') from None
+        :func:`check_train_config`) and logs ``metric`` (see
+        :func:`check_metric`); return it."""
+        cfg = check_train_config(self.train_config, self.train_cfg_options)
         check_metric(self.metric, cfg, self.train_config)
+        return cfg
 
     def load_search_config(self):
         """The search config with ``cfg_options`` applied."""
@@ -539,21 +547,13 @@ class RankStudy:
         """The sha256 of the search and training configs' loaded content
         (``cfg_options`` merged in); ``tolerant``: None for a config that
         does not load (a report of a study whose configs moved)."""
-        from e3d_plugin.launch import LaunchError, load_config
+        from e3d_plugin.launch import load_config
         steps = [('search_config_sha256', self.load_search_config),
                  ('train_config_sha256', self.check_train_config)]
         if tolerant:
             steps[1] = ('train_config_sha256', lambda: load_config(
                 self.train_config, self.train_cfg_options or None))
-        digests = {}
-        for key, load in steps:
-            try:
-                digests[key] = config_digest(load())
-            except (StudyError, LaunchError):
-                if not tolerant:
-                    raise
-                digests[key] = None
-        return digests
+        return config_digests(steps, tolerant)
 
     def _check_same_study(self, plan, settings, report_only):
         """Refuse a plan made with other settings (the content of the
@@ -626,7 +626,6 @@ class RankStudy:
                 f'{flag}: no rank study in {self.work_dir} (no {PLAN_NAME}); '
                 'run without it to start one')
         settings = self.settings(self._digests())
-        self.check_metric()
         cfg = self.load_search_config()
         try:
             setup = build_searcher(cfg, self.num_candidates)

@@ -90,7 +90,7 @@ from .report import _json_ready, run_accuracy
 from .results import finished_runs
 from .runner import (MAX_CANDIDATES, MAX_SEEDS, _normal, check_metric,
                      check_train_config, check_work_dir, config_digest,
-                     write_run_config)
+                     config_digests, write_run_config)
 from .sampler import StudyError
 
 PLAN_NAME = 'trials_plan.json'
@@ -538,8 +538,7 @@ class SearchTrials:
     def _digests(self, tolerant=False):
         """The sha256 of each config's loaded content (and the configs);
         ``tolerant``: None for a config that does not load (a report)."""
-        from e3d_plugin.launch import LaunchError, load_config
-        digests = {}
+        from e3d_plugin.launch import load_config
         steps = [('search_config_sha256', self.load_search_config),
                  ('train_config_sha256', self._checked_train_config)]
         if self.x3d_config:
@@ -548,14 +547,7 @@ class SearchTrials:
         if tolerant:
             steps[1] = ('train_config_sha256', lambda: load_config(
                 self.train_config, self.train_cfg_options or None))
-        for key, load in steps:
-            try:
-                digests[key] = config_digest(load())
-            except (StudyError, LaunchError):
-                if not tolerant:
-                    raise
-                digests[key] = None
-        return digests
+        return config_digests(steps, tolerant)
 
     def prepare(self, report_only=False):
         """Check the inputs and write the plan (or reload it, refusing
