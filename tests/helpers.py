@@ -1,5 +1,7 @@
 """Helpers shared by the tests (tests never import each other)."""
+import hashlib
 import importlib.util
+import os
 import os.path as osp
 
 import pytest
@@ -60,3 +62,21 @@ def kill_after_first_checkpoint(search, monkeypatch):
     with pytest.raises(Killed):
         search.run()
     return calls
+
+
+def checksums(root):
+    """``{relative path: sha256}`` of every file under ``root`` (folders
+    as ``'dir'``, links as their target)."""
+    sums = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            sums[osp.relpath(osp.join(folder, name), root) + '/'] = 'dir'
+        for name in files:
+            path = osp.join(folder, name)
+            key = osp.relpath(path, root)
+            if osp.islink(path):
+                sums[key] = 'link ' + os.readlink(path)
+            else:
+                with open(path, 'rb') as f:
+                    sums[key] = hashlib.sha256(f.read()).hexdigest()
+    return sums

@@ -3,7 +3,6 @@ and the benches: each ends with one line ``error: ...`` and exit code 2, no
 traceback, and leaves every existing file as it was (checked by sha256);
 size arguments are bounded before anything is allocated (checked under a
 memory limit); malicious checkpoints stay refused."""
-import hashlib
 import json
 import os
 import os.path as osp
@@ -14,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, load_tool
+from tests.helpers import ROOT, checksums, load_tool
 
 CAUSAL = osp.join(ROOT, 'configs', 'e3d',
                   'e3d_xs-causal_8x4x1_synthetic-motion.py')
@@ -25,24 +24,6 @@ GENERATOR = osp.join(ROOT, 'tools', 'data', 'synthetic_motion.py')
 #: Address space of the memory test's process: enough to import torch,
 #: mmaction2 and onnxruntime, far from what an unbounded size would take.
 MEMORY_LIMIT = 4 << 30
-
-
-def checksums(root):
-    """``{relative path: sha256}`` of every file under ``root`` (folders
-    as ``'dir'``, links as their target)."""
-    sums = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            sums[osp.relpath(osp.join(folder, name), root) + '/'] = 'dir'
-        for name in files:
-            path = osp.join(folder, name)
-            key = osp.relpath(path, root)
-            if osp.islink(path):
-                sums[key] = 'link ' + os.readlink(path)
-            else:
-                with open(path, 'rb') as f:
-                    sums[key] = hashlib.sha256(f.read()).hexdigest()
-    return sums
 
 
 class Evil:

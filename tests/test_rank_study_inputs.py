@@ -4,7 +4,6 @@ every file of the work dirs, the configs and the data as it was (checked
 by sha256); damaged plans and records, configs edited under a study, work
 dirs holding another study's results and sizes past their bounds
 included."""
-import hashlib
 import json
 import os
 import os.path as osp
@@ -18,7 +17,7 @@ import textwrap
 import pytest
 
 from e3d_plugin.study import RankStudy, append_result
-from tests.helpers import ROOT, load_tool
+from tests.helpers import ROOT, checksums, load_tool
 
 SEARCH_XS = osp.join(ROOT, 'configs', 'search_e3d_xs.py')
 TRAIN_XS = osp.join(ROOT, 'configs', 'e3d',
@@ -39,20 +38,6 @@ with open(os.path.join(folder, 'scalars.json'), 'w') as f:
     for epoch, acc in ((1, 0.1), (2, (size % 97) / 100 + seed / 1000)):
         f.write(json.dumps({'acc/top1': acc, 'step': epoch}) + '\n')
 '''
-
-
-def checksums(root):
-    """``{relative path: sha256}`` of every file under ``root``."""
-    sums = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            sums[osp.relpath(osp.join(folder, name), root) + '/'] = 'dir'
-        for name in files:
-            path = osp.join(folder, name)
-            with open(path, 'rb') as f:
-                sums[osp.relpath(path, root)] = hashlib.sha256(
-                    f.read()).hexdigest()
-    return sums
 
 
 def write(path, text):
