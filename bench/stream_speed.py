@@ -3,19 +3,27 @@ whole-clip time divided by the clip length, and the state's size, in
 PyTorch and in onnxruntime.
 
     python bench/stream_speed.py [--arch E3D-S] [--frames 13] [--size 160]
-        [--chunk 1] [--rounds 10] [--device cpu|cuda] [--threads N]
-        [--runtime torch|onnxruntime|both]
+        [--chunk 1] [--batch 1] [--rounds 10] [--device cpu|cuda]
+        [--threads N] [--runtime torch|onnxruntime|both]
 
 Each round times, one after the other (so that a load swing hits all): the
-causal backbone on a whole clip of ``--frames`` frames, and the same clip
-fed ``--chunk`` frames at a time, the stream having run for a clip already
-(steady state); with ``onnxruntime`` the same pair as exported ONNX graphs
-(the whole backbone, and one streaming step with its state tensors as
-explicit inputs and outputs), run by onnxruntime. Reported per runtime:
-whole-clip ms per frame, streaming ms per new frame, their ratio per round
-(median, min..max; the target is at most 1.3), and the state's size; the
-streamed outputs are checked against the whole clip's. Eval mode, batch 1,
-fp32, random weights with random norm scales and shifts.
+causal backbone on a whole clip of ``--frames`` frames, the same clip fed
+``--chunk`` frames at a time to the functional ``stream_step`` (a new state
+dict each step), and in PyTorch the same stream through
+:class:`~e3d_plugin.models.StaticStream` (static input, state and feature
+buffers updated in place; eager on the CPU, one CUDA graph replayed per
+step on cuda), each stream having run for a clip already (steady state);
+with ``onnxruntime`` the whole clip and the functional stream as exported
+ONNX graphs (the whole backbone, and one streaming step with its state
+tensors as explicit inputs and outputs), run by onnxruntime. ``--batch N``
+streams N videos as one batch (each step takes a chunk of every video).
+
+Reported per runtime: whole-clip ms per frame, streaming ms per new frame
+(of the batch, i.e. per step of one frame, and per video: divided by N),
+their ratio per round (median, min..max; the target is at most 1.3), the
+static stream's figures and its ratio to the functional stream, and the
+state's size; every stream's outputs are checked against the whole clip's.
+Eval mode, fp32, random weights with random norm scales and shifts.
 """
 import copy
 import os.path as osp
@@ -42,6 +50,8 @@ def parse_args(argv=None):
     parser.add_argument('--frames', type=bounded_int(1, 1024), default=13)
     parser.add_argument('--size', type=bounded_int(1, 1024), default=160)
     parser.add_argument('--chunk', type=bounded_int(1, 1024), default=1)
+    parser.add_argument('--batch', type=bounded_int(1, 1024), default=1,
+                        help='videos streamed together as one batch')
     parser.add_argument('--rounds', type=bounded_int(1, MAX_ROUNDS),
                         default=10)
     parser.add_argument('--device', default='cpu')
@@ -73,6 +83,7 @@ def torch_runners(model, clip, args):
     clip."""
     import torch
     cuda = args.device.startswith('cuda')
+    batch = clip.shape[0]
 
     def run_stream(state):
         feats = []
@@ -94,13 +105,38 @@ def torch_runners(model, clip, args):
 
     # from a fresh start; the state it leaves is the steady state (buffers
     # full) the timed stream starts from
-    feats, warm_state = run_stream(model.init_stream(1))
+    feats, warm_state = run_stream(model.init_stream(batch))
     diff = float((torch.cat(feats, 2) - whole()).abs().max())
 
     def stream():
         run_stream(warm_state)
 
     return whole, stream, diff, warm_state
+
+
+def static_runner(model, clip, args):
+    """``(stream, diff, stepper)``: a callable timing the clip streamed
+    through a :class:`StaticStream` (a CUDA graph on cuda), and the max
+    abs diff of its outputs vs the whole clip's from a fresh start."""
+    import torch
+
+    from e3d_plugin.models import StaticStream
+    cuda = args.device.startswith('cuda')
+    stepper = StaticStream(model, clip.shape[0], tuple(clip.shape[3:]),
+                           chunk=args.chunk)
+    chunks = [clip[:, :, start:start + args.chunk] for start in range(0, args.frames, args.chunk)]
+
+    def run_stream(keep=False):
+        feats = [stepper.step(chunk, copy=keep) for chunk in chunks]
+        if cuda:
+            torch.cuda.synchronize()
+        return feats
+
+    with torch.no_grad():
+        whole = model(clip)
+    # from a fresh start; the state it leaves is the steady state
+    diff = float((torch.cat(run_stream(keep=True), 2) - whole).abs().max())
+    return run_stream, diff, stepper
 
 
 def ort_runners(model, clip, args, tmp):
@@ -113,7 +149,7 @@ def ort_runners(model, clip, args, tmp):
     model = copy.deepcopy(model).cpu()  # the PyTorch runs keep their device
     clip = clip.cpu()
     size = tuple(clip.shape[3:])
-    state = model.init_stream(1, size)
+    state = model.init_stream(clip.shape[0], size)
     keys = list(state)
     whole_path = osp.join(tmp, 'whole.onnx')
     step_path = osp.join(tmp, 'step.onnx')
@@ -167,8 +203,10 @@ def main(argv=None):
     from e3d_plugin.models import E3D
     try:
         check_device(args.device)
-        check_voxels(f'a clip of {args.frames}x{args.size}x{args.size}',
-                     args.frames * args.size**2)
+        clips = 'a clip' if args.batch == 1 else (
+            f'a batch of {args.batch} clips')
+        check_voxels(f'{clips} of {args.frames}x{args.size}x{args.size}',
+                     args.batch * args.frames * args.size**2)
     except ValueError as e:
         return fail(e)
     if args.frames % args.chunk:
@@ -197,44 +235,48 @@ def main(argv=None):
     randomize_norms(model)
     model = model.to(args.device).eval()
     torch.manual_seed(0)
-    clip = torch.randn(1, 3, args.frames, args.size, args.size,
+    clip = torch.randn(args.batch, 3, args.frames, args.size, args.size,
                        device=args.device)
     runners = {}
     diffs = {}
     try:
         whole, stream, diffs['torch'], warm_state = torch_runners(
             model, clip, args)
+        if 'torch' in runtimes:
+            static, diffs['static'], stepper = static_runner(
+                model, clip, args)
     except RuntimeError as e:  # a clip the network cannot take
         lines = [line for line in str(e).splitlines() if line.strip()]
         return fail(f'{args.arch} cannot take a clip of {args.frames}x'
                     f'{args.size}x{args.size}: '
                     f'{lines[-1] if lines else type(e).__name__}')
     if 'torch' in runtimes:
-        runners['torch'] = (whole, stream)
+        runners['torch'] = dict(whole=whole, stream=stream, static=static)
     with tempfile.TemporaryDirectory() as tmp:
         if 'onnxruntime' in runtimes:
             whole, stream, diffs['onnxruntime'] = ort_runners(
                 model, clip, args, tmp)
-            runners['onnxruntime'] = (whole, stream)
+            runners['onnxruntime'] = dict(whole=whole, stream=stream)
         for _ in range(2):
-            for pair in runners.values():
-                for run in pair:
+            for runs in runners.values():
+                for run in runs.values():
                     run()
-        times = {name: ([], []) for name in runners}
+        times = {name: {label: [] for label in runs}
+                 for name, runs in runners.items()}
         for _ in range(args.rounds):
-            for name, pair in runners.items():
-                for run, bucket in zip(pair, times[name]):
+            for name, runs in runners.items():
+                for label, run in runs.items():
                     begin = time.perf_counter()
                     run()
-                    bucket.append(
+                    times[name][label].append(
                         (time.perf_counter() - begin) * 1e3 / args.frames)
     print(f'{args.arch} causal, {args.frames}x{args.size}x{args.size}, '
-          f'chunk {args.chunk}, device {args.device}, torch '
-          f'{torch.__version__}, threads {args.threads or "default"}, '
+          f'chunk {args.chunk}, batch {args.batch}, device {args.device}, '
+          f'torch {torch.__version__}, threads {args.threads or "default"}, '
           f'{args.rounds} alternating rounds')
-    for name, (per_whole, per_stream) in times.items():
-        ratio = [s / w for s, w in zip(per_stream, per_whole)]
-        w, s, r = (summarize(per_whole), summarize(per_stream),
+    for name, per in times.items():
+        ratio = [s / w for s, w in zip(per['stream'], per['whole'])]
+        w, s, r = (summarize(per['whole']), summarize(per['stream']),
                    summarize(ratio))
         print(f"[{name}] whole clip / T: {w['median']:.2f} ms per frame "
               f"({w['min']:.2f}..{w['max']:.2f}); streaming: "
@@ -244,8 +286,28 @@ def main(argv=None):
               f"{r['median']:.2f} ({r['min']:.2f}..{r['max']:.2f}); target "
               f"<= 1.3; stream vs whole clip max abs diff "
               f"{diffs[name]:.2g}")
+        if 'static' in per:
+            kind = 'CUDA graph' if stepper.graph else 'eager'
+            st = summarize(per['static'])
+            r = summarize([a / b for a, b in
+                           zip(per['static'], per['whole'])])
+            f = summarize([a / b for a, b in
+                           zip(per['static'], per['stream'])])
+            print(f"[{name}] static stream ({kind}): {st['median']:.2f} ms "
+                  f"per new frame ({st['min']:.2f}..{st['max']:.2f}); ratio "
+                  f"static / (whole / T) per round: {r['median']:.2f} "
+                  f"({r['min']:.2f}..{r['max']:.2f}); target <= 1.3; "
+                  f"static vs whole clip max abs diff {diffs['static']:.2g}")
+            print(f"[{name}] static / functional streaming time per round: "
+                  f"{f['median']:.2f} ({f['min']:.2f}..{f['max']:.2f})")
+        medians = ', '.join(
+            f"{label} {summarize(values)['median'] / args.batch:.3f}"
+            for label, values in per.items())
+        print(f"[{name}] per video (batch {args.batch}), ms per frame: "
+              f"{medians}")
     if len(times) == 2:
-        t_stream, o_stream = times['torch'][1], times['onnxruntime'][1]
+        t_stream = times['torch']['stream']
+        o_stream = times['onnxruntime']['stream']
         ratio = summarize([o / t for o, t in zip(o_stream, t_stream)])
         print(f"onnxruntime / PyTorch streaming time per round: "
               f"{ratio['median']:.2f} ({ratio['min']:.2f}..{ratio['max']:.2f})")
