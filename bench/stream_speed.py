@@ -124,7 +124,8 @@ def static_runner(model, clip, args):
     cuda = args.device.startswith('cuda')
     stepper = StaticStream(model, clip.shape[0], tuple(clip.shape[3:]),
                            chunk=args.chunk)
-    chunks = [clip[:, :, start:start + args.chunk] for start in range(0, args.frames, args.chunk)]
+    chunks = [clip[:, :, start:start + args.chunk]
+              for start in range(0, args.frames, args.chunk)]
 
     def run_stream(keep=False):
         feats = [stepper.step(chunk, copy=keep) for chunk in chunks]

@@ -51,8 +51,6 @@ def test_frames_not_a_multiple_of_the_chunk_is_one_line():
 
 
 def test_static_stream_and_batch_of_videos():
-    import torch
-
     from e3d_plugin.deploy import state_nbytes
     from e3d_plugin.models import E3D
     result = run_bench('--frames', '4', '--chunk', '2', '--batch', '3',
