@@ -31,7 +31,14 @@ really there:
   mmaction.models`` fails beside it. When the imports those modules make
   from ``transformers`` do not resolve, a stand-in multimodal module
   registers the VindLU names as placeholders that raise a clear error when
-  built, as mmaction2 does when transformers is missing.
+  built, as mmaction2 does when transformers is missing;
+* mmengine's ``compile=True`` hands the whole ``train_step`` to
+  ``torch.compile``, optimizer update included, and dynamo (torch 2.13)
+  fails inside the optimizer's step over mmengine's parameter groups. The
+  update (``OptimWrapper.update_params``: backward, step, zero_grad) is
+  left to eager PyTorch (``torch.compiler.disable``): the forward and the
+  loss are still compiled, and so their backward (AOTAutograd compiles it
+  with the forward); outside ``torch.compile`` nothing changes.
 
 :func:`apply` is idempotent and cheap; ``import e3d_plugin`` calls it first.
 """
@@ -263,6 +270,21 @@ def _bridge_config_keywords():
     Config.pretty_text = property(pretty_text)
 
 
+def _bridge_compiled_update():
+    import torch
+    from mmengine.optim import OptimWrapper, OptimWrapperDict
+    compiler = getattr(torch, 'compiler', None)
+    if compiler is None or not hasattr(compiler, 'disable'):
+        return  # torch < 2.1: mmengine's compile needs torch 2 anyway
+    for cls in (OptimWrapper, OptimWrapperDict):
+        original = cls.__dict__['update_params']
+        if getattr(original, 'e3d_eager_update', False):
+            continue
+        eager = compiler.disable(original)
+        eager.e3d_eager_update = True
+        cls.update_params = eager
+
+
 def apply():
     """Bridge the gaps of the installed stack (safe to call repeatedly)."""
     global _APPLIED
@@ -275,4 +297,5 @@ def apply():
     _bridge_pkg_resources()
     _bridge_checkpoint_loading()
     _bridge_config_keywords()
+    _bridge_compiled_update()
     _APPLIED = True

@@ -268,6 +268,8 @@ BAD_ARGUMENTS = [
     ('norm_eval', 'false', TypeError,
      "norm_eval must be True or False, got 'false'"),
     ('causal', 'True', TypeError, "causal must be True or False, got 'True'"),
+    ('depthwise_fp32', 1, TypeError,
+     'depthwise_fp32 must be True or False, got 1'),
     ('zero_init_residual', None, TypeError,
      'zero_init_residual must be True or False, got None'),
     ('init_cfg', 'x.pth', TypeError, 'init_cfg must be a dict or a list of '

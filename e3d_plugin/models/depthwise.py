@@ -8,10 +8,13 @@ forward of ``nn.Conv3d`` and computes the two gradients (of the input and of
 the weight) with loops compiled by numba over the channels-last layout,
 where the innermost loop runs over contiguous channels.
 
-It is used only where it applies: a CPU float32 tensor, a depthwise conv
-with no dilation, gradients being recorded, numba importable, and not while
-tracing or exporting. Everywhere else (GPU, inference, ONNX export, other
-dtypes) it is ``nn.Conv3d`` itself. Its parameters and state-dict keys are
+The fast backward is used only where it applies: a CPU float32 tensor, a
+depthwise conv with no dilation, gradients being recorded, numba importable,
+and not while tracing, compiling (``torch.compile``) or exporting.
+Everywhere else (GPU, inference, ONNX export, other dtypes) it is
+``nn.Conv3d`` itself. Under autocast it can also compute in float32
+(``autocast_fp32``): a mixed-precision policy for the depthwise convs
+alone. Its parameters and state-dict keys are
 those of ``nn.Conv3d``, so checkpoints load either way.
 
 The gradients are the same sums as PyTorch's, in another order (float32
@@ -28,6 +31,13 @@ try:  # numba is optional: without it the layer is nn.Conv3d
     import numpy as np
 except ImportError:  # pragma: no cover - exercised where numba is absent
     numba = None
+
+
+def _compiling():
+    """Whether ``torch.compile`` is tracing this call (its graphs cannot
+    hold numba calls: the layer is then ``nn.Conv3d``)."""
+    compiler = getattr(torch, 'compiler', None)
+    return compiler is not None and compiler.is_compiling()
 
 
 def numba_available():
@@ -142,11 +152,35 @@ class _DepthwiseConv3dFunction(torch.autograd.Function):
 @MODELS.register_module('DepthwiseConv3d')
 class DepthwiseConv3d(nn.Conv3d):
     """``nn.Conv3d`` with a fast CPU backward where it is depthwise (see the
-    module docstring); same arguments, parameters and outputs."""
+    module docstring); same parameters and outputs.
+
+    Args:
+        *args, **kwargs: Those of ``nn.Conv3d``.
+        fast_backward (bool): Take the numba backward where
+            :meth:`fast_path` allows it. Defaults to True.
+        autocast_fp32 (bool): Under autocast (mixed precision), compute
+            this conv in float32: the input is cast up, the conv runs with
+            autocast off, and the output is cast back to the input's dtype,
+            so that the layers around it see what they would see without
+            this. Outside autocast nothing changes. Defaults to False.
+    """
+
+    def __init__(self, *args, fast_backward=True, autocast_fp32=False,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, value in (('fast_backward', fast_backward),
+                            ('autocast_fp32', autocast_fp32)):
+            if not isinstance(value, bool):
+                raise TypeError(
+                    f'DepthwiseConv3d: {name} must be True or False, got '
+                    f'{value!r}')
+        self.fast_backward = fast_backward
+        self.autocast_fp32 = autocast_fp32
 
     def fast_path(self, x):
         """Whether this call takes the numba backward."""
-        return (numba is not None and self.bias is None
+        return (numba is not None and self.fast_backward
+                and self.bias is None
                 and self.groups == self.in_channels == self.out_channels
                 and self.weight.shape[1] == 1
                 and self.dilation == (1, 1, 1)
@@ -158,15 +192,35 @@ class DepthwiseConv3d(nn.Conv3d):
                 and (x.requires_grad or self.weight.requires_grad)
                 and not torch.jit.is_tracing()
                 and not torch.jit.is_scripting()
+                and not _compiling()
                 and not torch.onnx.is_in_onnx_export())
 
-    def forward(self, x):
-        """The convolution; the numba backward where :meth:`fast_path`."""
+    def _convolve(self, x):
         if self.fast_path(x):
             return _DepthwiseConv3dFunction.apply(x, self.weight,
                                                   tuple(self.stride),
                                                   tuple(self.padding))
         return super().forward(x)
 
+    def forward(self, x):
+        """The convolution; the numba backward where :meth:`fast_path`;
+        float32 under autocast where ``autocast_fp32``."""
+        device = x.device.type
+        if self.autocast_fp32 and autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                out = self._convolve(x.float())
+            return out.to(x.dtype)
+        return self._convolve(x)
 
-__all__ = ['DepthwiseConv3d', 'numba_available']
+
+def autocast_enabled(device_type):
+    """Whether autocast is on for ``device_type`` (``'cpu'``, ``'cuda'``)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 took no device type
+        if device_type == 'cpu':
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
+__all__ = ['DepthwiseConv3d', 'autocast_enabled', 'numba_available']

@@ -67,7 +67,7 @@ def check_arguments(arch=None, structure=None, structure_file=None,
                     norm_cfg=dict(type='BN3d', requires_grad=True),
                     act_cfg=dict(type='ReLU', inplace=True),
                     channels_last=False, causal=False, init_cfg=None,
-                    fast_depthwise=True):
+                    fast_depthwise=True, depthwise_fp32=False):
     """Raise ``TypeError`` / ``ValueError`` naming the first :class:`E3D`
     argument of the wrong type or value, and what it accepts."""
     if arch is not None and not isinstance(arch, str):
@@ -104,7 +104,8 @@ def check_arguments(arch=None, structure=None, structure_file=None,
                         ('zero_init_residual', zero_init_residual),
                         ('channels_last', channels_last),
                         ('causal', causal),
-                        ('fast_depthwise', fast_depthwise)):
+                        ('fast_depthwise', fast_depthwise),
+                        ('depthwise_fp32', depthwise_fp32)):
         if not isinstance(value, bool):
             raise TypeError(
                 f'{name} must be True or False, got {value!r}')
@@ -171,6 +172,12 @@ class E3D(BaseModule):
             DepthwiseConv3d`, numba), 10-20x faster than PyTorch's there;
             the forward, the parameters and every other device are
             unchanged. No effect without numba. Defaults to True.
+        depthwise_fp32 (bool): Under autocast (AMP), run the depthwise
+            convs of ``dwbtn`` units (when ``conv_cfg`` is ``Conv3d``) in
+            float32: input cast up, output cast back, every other layer as
+            autocast runs it. A mixed-precision policy to weigh on a GPU
+            (``bench/gpu_check.sh`` times AMP with and without it); it
+            changes nothing outside autocast. Defaults to False.
         init_cfg (dict | list[dict], optional): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.')``;
             applied after the default Kaiming / constant init.
@@ -191,11 +198,12 @@ class E3D(BaseModule):
                  channels_last: bool = False,
                  causal: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None,
-                 fast_depthwise: bool = True):
+                 fast_depthwise: bool = True,
+                 depthwise_fp32: bool = False):
         check_arguments(arch, structure, structure_file, out_indices,
                         frozen_stages, norm_eval, with_cp, zero_init_residual,
                         conv_cfg, norm_cfg, act_cfg, channels_last, causal,
-                        init_cfg, fast_depthwise)
+                        init_cfg, fast_depthwise, depthwise_fp32)
         super().__init__(init_cfg=init_cfg)
         if arch is None and structure is None and structure_file is None:
             arch = 'E3D-M'
@@ -230,12 +238,13 @@ class E3D(BaseModule):
         self.act_cfg = act_cfg
         self.causal = causal
         self.fast_depthwise = fast_depthwise
+        self.depthwise_fp32 = depthwise_fp32
 
         # Blocks after the last returned one would never get a gradient.
         self._last_index = self.out_indices[-1]
         self.blocks = nn.ModuleList(
             build_units(block, conv_cfg, norm_cfg, act_cfg, with_cp, causal,
-                        fast_depthwise)
+                        fast_depthwise, depthwise_fp32)
             for block in self.structure[:self._last_index + 1])
         # A streaming state is keyed by the names of the modules keeping it.
         for name, module in self.named_modules():
