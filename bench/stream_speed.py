@@ -4,7 +4,7 @@ PyTorch and in onnxruntime.
 
     python bench/stream_speed.py [--arch E3D-S] [--frames 13] [--size 160]
         [--chunk 1] [--batch 1] [--rounds 10] [--device cpu|cuda]
-        [--threads N] [--runtime torch|onnxruntime|both]
+        [--threads N] [--runtime torch|onnxruntime|both] [--json FILE]
 
 Each round times, one after the other (so that a load swing hits all): the
 causal backbone on a whole clip of ``--frames`` frames, the same clip fed
@@ -60,7 +60,16 @@ def parse_args(argv=None):
     parser.add_argument('--runtime', choices=RUNTIMES, default='both',
                         help='onnxruntime needs pip install -e ".[deploy]" '
                         '(default both: torch, and onnxruntime if installed)')
-    return parser.parse_args(argv)
+    parser.add_argument('--json', metavar='FILE',
+                        help='also write the figures to FILE as JSON')
+    args = parser.parse_args(argv)
+    if args.json is not None:
+        from e3d_plugin.launch import LaunchError, check_output_path
+        try:
+            check_output_path(args.json, '--json')
+        except LaunchError as e:
+            parser.error(str(e))
+    return args
 
 
 def randomize_norms(model, seed=0):
@@ -275,8 +284,16 @@ def main(argv=None):
           f'chunk {args.chunk}, batch {args.batch}, device {args.device}, '
           f'torch {torch.__version__}, threads {args.threads or "default"}, '
           f'{args.rounds} alternating rounds')
+    figures = dict(arch=args.arch, frames=args.frames, size=args.size,
+                   chunk=args.chunk, batch=args.batch, device=args.device,
+                   torch=torch.__version__, rounds=args.rounds,
+                   state_bytes=state_nbytes(warm_state), runtimes={})
     for name, per in times.items():
         ratio = [s / w for s, w in zip(per['stream'], per['whole'])]
+        entry = figures['runtimes'][name] = dict(
+            ms_per_frame={label: summarize(values)
+                          for label, values in per.items()},
+            stream_ratio=summarize(ratio), max_abs_diff=diffs[name])
         w, s, r = (summarize(per['whole']), summarize(per['stream']),
                    summarize(ratio))
         print(f"[{name}] whole clip / T: {w['median']:.2f} ms per frame "
@@ -294,6 +311,9 @@ def main(argv=None):
                            zip(per['static'], per['whole'])])
             f = summarize([a / b for a, b in
                            zip(per['static'], per['stream'])])
+            entry.update(static_kind=kind, static_ratio=r,
+                         static_vs_functional=f,
+                         static_max_abs_diff=diffs['static'])
             print(f"[{name}] static stream ({kind}): {st['median']:.2f} ms "
                   f"per new frame ({st['min']:.2f}..{st['max']:.2f}); ratio "
                   f"static / (whole / T) per round: {r['median']:.2f} "
@@ -314,6 +334,10 @@ def main(argv=None):
               f"{ratio['median']:.2f} ({ratio['min']:.2f}..{ratio['max']:.2f})")
     print(f'state: {len(warm_state)} tensors, '
           f'{state_nbytes(warm_state) / 1024:.1f} KB')
+    if args.json:
+        import json
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(figures, f, indent=1)
     return 0
 
 

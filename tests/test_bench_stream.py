@@ -50,13 +50,26 @@ def test_frames_not_a_multiple_of_the_chunk_is_one_line():
         'error: --frames 5 is not a multiple of --chunk 2']
 
 
-def test_static_stream_and_batch_of_videos():
+def test_static_stream_and_batch_of_videos(tmp_path):
+    import json
+
     from e3d_plugin.deploy import state_nbytes
     from e3d_plugin.models import E3D
     result = run_bench('--frames', '4', '--chunk', '2', '--batch', '3',
-                       '--runtime', 'torch')
+                       '--runtime', 'torch', '--json',
+                       str(tmp_path / 'stream.json'))
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    figures = json.loads((tmp_path / 'stream.json').read_text())
+    assert (figures['batch'], figures['chunk'], figures['frames']) == (3, 2,
+                                                                       4)
+    torch_figures = figures['runtimes']['torch']
+    assert set(torch_figures['ms_per_frame']) == {'whole', 'stream',
+                                                  'static'}
+    assert torch_figures['static_kind'] == 'eager'
+    assert torch_figures['static_max_abs_diff'] <= 1e-5
+    static_median = torch_figures['ms_per_frame']['static']['median']
+    assert f'static stream (eager): {static_median:.2f} ms' in out
     assert 'chunk 2, batch 3, device cpu' in out
     times = re.search(r'\[torch\] whole clip / T: ([\d.]+) ms per frame .*'
                       r'streaming: ([\d.]+) ms per new frame', out)
