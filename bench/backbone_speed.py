@@ -27,6 +27,23 @@ the per-round ratios and their spread, and the verdict. Peak memory: the
 process's peak resident set on CPU, ``torch.cuda.max_memory_allocated`` on
 CUDA.
 
+How close a step comes to the memory-bandwidth limit: each worker measures
+its device's achievable bandwidth (the best of a few copies of a large
+tensor, ``--bandwidth-mib``: 1 GiB on CUDA, 256 MiB on CPU by default, a
+copy moving twice its size) and counts the bytes one step of its model must
+move (:mod:`e3d_plugin.traffic`: every op's operands cross memory once,
+activations at 4 bytes, 2 with ``--amp``; for E3D from its structure,
+checked against the hook count of the built model, for X3D by hooks on the
+built model's leaf modules, on the meta device). Reported per model and
+mode: GB per step and where they go (conv / depthwise / norm+act / other /
+optimizer update), the floor ``bytes / bandwidth`` and the fraction of the
+limit reached, ``floor / median step time``.
+
+``--e3d-options KEY=VALUE ...`` passes keyword arguments to ``E3D(arch=...,
+**options)`` (values read with ``ast.literal_eval``; a value that is no
+Python literal is a plain string); ``--compile`` wraps each model in
+``torch.compile`` (``--compile-mode``) before the warm-up.
+
 ``--profile`` then profiles ``--profile-steps`` more steps of each mode
 with ``torch.profiler`` and reports the share of a step spent in 3D convs,
 and in depthwise 3D convs (``groups == in_channels``), found among the
@@ -44,10 +61,13 @@ Usage::
         [--channels-last] [--modes train infer] [--frames 16 --size 112
         --batch 4] [--rounds 9 --steps 1 --warmup 3] [--threads N]
         [--profile [--profile-steps 3]] [--models E3D-M X3D-M]
-        [--json FILE]
+        [--e3d-options KEY=VALUE ...] [--compile [--compile-mode MODE]]
+        [--bandwidth-mib N] [--json FILE]
 """
 import argparse
+import ast
 import copy
+import inspect
 import json
 import os
 import os.path as osp
@@ -69,6 +89,16 @@ from e3d_plugin.launch import OneLineArgumentParser  # noqa: E402
 
 MODELS = ('E3D-XS', 'E3D-S', 'E3D-M', 'E3D-L', 'X3D-M')
 MODES = ('train', 'infer')
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune')
+#: Bytes copied to measure the bandwidth, per device (MiB).
+BANDWIDTH_MIB = {'cuda': 1024, 'cpu': 256}
+#: Timed copies (after one warm-up), of which the fastest counts.
+BANDWIDTH_REPEATS = 5
+#: E3D arguments the bench sets itself (``--models`` names the preset).
+E3D_RESERVED = ('arch', 'structure', 'structure_file')
+#: Names of :data:`e3d_plugin.traffic.KINDS` in the report.
+KIND_NAMES = dict(conv='conv', depthwise='depthwise', norm_act='norm+act',
+                  other='other', update='update')
 # Names of the range that wraps one profiled step.
 STEP_RANGE = 'backbone_speed_step'
 CONV_FORWARD = 'aten::convolution'
@@ -125,6 +155,21 @@ def parse_args(argv=None):
                         choices=MODELS, metavar='MODEL',
                         help='the two backbones; ratios are first / second '
                         f'(choices: {", ".join(MODELS)})')
+    parser.add_argument('--e3d-options', nargs='+', default=[],
+                        metavar='KEY=VALUE',
+                        help='keyword arguments of the E3D models, e.g. '
+                        'channels_last=True "act_cfg={\'type\': '
+                        '\'SiLU\'}"; values are Python literals or plain '
+                        'strings')
+    parser.add_argument('--compile', action='store_true',
+                        help='wrap each model in torch.compile before the '
+                        'warm-up')
+    parser.add_argument('--compile-mode', choices=COMPILE_MODES,
+                        help="torch.compile mode with --compile (default: "
+                        "'default')")
+    parser.add_argument('--bandwidth-mib', type=bounded_int(1, 1 << 16),
+                        help='MiB copied to measure the memory bandwidth '
+                        '(default: 1024 on cuda, 256 on cpu)')
     parser.add_argument('--json', metavar='FILE',
                         help='also write every figure to FILE as JSON')
     parser.add_argument('--worker', choices=MODELS, help=argparse.SUPPRESS)
@@ -133,6 +178,17 @@ def parse_args(argv=None):
         parser.error('--models: give two different backbones')
     if args.amp_dtype and not args.amp:
         parser.error('--amp-dtype needs --amp')
+    if args.compile_mode and not args.compile:
+        parser.error('--compile-mode needs --compile')
+    if args.compile and args.compile_mode is None:
+        args.compile_mode = 'default'
+    if args.bandwidth_mib is None:
+        args.bandwidth_mib = BANDWIDTH_MIB[args.device]
+    try:
+        args.e3d_kwargs = check_e3d_options(
+            parse_e3d_options(args.e3d_options))
+    except ValueError as e:
+        parser.error(f'--e3d-options: {e}')
     if args.amp and args.amp_dtype is None:
         args.amp_dtype = 'float16' if args.device == 'cuda' else 'bfloat16'
     voxels = args.batch * args.frames * args.size**2
@@ -147,6 +203,59 @@ def parse_args(argv=None):
         except LaunchError as e:
             parser.error(str(e))
     return args
+
+
+def parse_e3d_options(items):
+    """``{key: value}`` of ``KEY=VALUE`` strings; a value is read with
+    ``ast.literal_eval`` (``True``, ``3``, ``(1, 2)``, ``{'type': 'SiLU'}``)
+    or, if it is no Python literal, kept as a string. ValueError (one line)
+    for an item without ``=`` or with a key that is no identifier, or a key
+    given twice."""
+    options = {}
+    for item in items:
+        key, sep, text = item.partition('=')
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            from e3d_plugin.checks import short_repr
+            raise ValueError(f'{short_repr(item)} is not KEY=VALUE (e.g. '
+                             'with_cp=True)')
+        if key in options:
+            raise ValueError(f'{key} is given twice')
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError,
+                RecursionError):
+            value = text
+        options[key] = value
+    return options
+
+
+def check_e3d_options(options):
+    """``options`` if :class:`~e3d_plugin.models.E3D` takes them: its
+    signature names every key (whatever arguments it has today), and its
+    ``check_arguments`` accepts the values it knows; ValueError (one line)
+    naming the first that it does not."""
+    if not options:
+        return options
+    from e3d_plugin.models import e3d
+    accepted = [name for name in inspect.signature(e3d.E3D).parameters
+                if name not in ('self', 'args', 'kwargs')]
+    for key in options:
+        if key in E3D_RESERVED:
+            raise ValueError(f'{key} is set by --models (the preset of each '
+                             'E3D model)')
+        if key not in accepted:
+            raise ValueError(
+                f'E3D has no argument {key!r}; it takes '
+                f'{", ".join(k for k in accepted if k not in E3D_RESERVED)}')
+    check = getattr(e3d, 'check_arguments', None)
+    if check is not None:
+        known = inspect.signature(check).parameters
+        try:
+            check(**{k: v for k, v in options.items() if k in known})
+        except (TypeError, ValueError) as e:
+            raise ValueError(' '.join(str(e).split())) from None
+    return options
 
 
 def proc_status_kb(field):
@@ -172,15 +281,16 @@ def peak_rss_kb():
     return peak
 
 
-def build_model(name):
-    """The backbone ``name`` as mmaction2 configs build it.
+def build_model(name, e3d_options=None):
+    """The backbone ``name`` as mmaction2 configs build it; an E3D one
+    with the keyword arguments ``e3d_options``.
 
     Weights keep PyTorch's default init: ``init_weights`` would only log a
     page per parameter, and the values do not change the work done.
     """
     if name.startswith('E3D'):
         from e3d_plugin import E3D
-        return E3D(arch=name)
+        return E3D(arch=name, **(e3d_options or {}))
     from mmaction.models.backbones import X3D
 
     # As in configs/recognition/x3d/x3d_m_16x5x1_facebook-kinetics400-rgb.py.
@@ -215,6 +325,64 @@ def count_flops(model, frames, size):
         analyzer.uncalled_modules_warnings(False)
         by_op = analyzer.by_operator()
     return by_op.get('conv', 0) + by_op.get('linear', 0)
+
+
+def measure_bandwidth(device, mib, repeats=BANDWIDTH_REPEATS):
+    """The device's achievable memory bandwidth in GB/s (10**9 bytes per
+    second): the fastest of ``repeats`` copies of ``mib`` MiB of float32
+    into another buffer, after one untimed copy; a copy reads and writes
+    its size, so it moves ``2 x mib`` MiB. On CUDA a timed sample is ten
+    copies in a row between two synchronisations."""
+    import torch
+    on_cuda = torch.device(device).type == 'cuda'
+    count = mib * 2**20 // 4
+    src = torch.ones(count, device=device)
+    dst = torch.zeros(count, device=device)
+    inner = 10 if on_cuda else 1
+
+    def sync():
+        if on_cuda:
+            torch.cuda.synchronize(device)
+
+    dst.copy_(src)
+    best = float('inf')
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        for _ in range(inner):
+            dst.copy_(src)
+        sync()
+        best = min(best, (time.perf_counter() - start) / inner)
+    del src, dst
+    return 2 * count * 4 / best / 1e9
+
+
+def step_traffic(name, model, args):
+    """``{mode: figures}`` of the bytes one step of each of ``args.modes``
+    moves (:mod:`e3d_plugin.traffic`; activations of 2 bytes with --amp,
+    else 4): ``total``, ``by_kind`` and the rest of
+    :meth:`~e3d_plugin.traffic.Traffic.as_dict`, and ``source``. For E3D,
+    the structure count where it equals the hook count of the built
+    ``model`` (options such as ``frozen_stages`` change the work: then the
+    hook count), for other models the hook count (meta device, cheap)."""
+    from e3d_plugin.traffic import module_traffic, structure_traffic
+    element = 2 if args.amp else 4
+    shape = (args.batch, 3, args.frames, args.size, args.size)
+    result = {}
+    for mode in args.modes:
+        hooked = module_traffic(model, shape, element, mode)
+        source = 'hooks'
+        if name.startswith('E3D'):
+            counted = structure_traffic(model.structure, args.size,
+                                        args.frames, args.batch, element,
+                                        mode)
+            if counted == hooked:
+                source = 'structure'
+            else:
+                source = 'hooks, the structure count differs'
+        result[mode] = dict(hooked.as_dict(), source=source,
+                            element_bytes=element)
+    return result
 
 
 def conv_kind(event):
@@ -366,17 +534,27 @@ class Bench:
         self.torch = torch
         self.device = torch.device(args.device)
         self.on_cuda = self.device.type == 'cuda'
-        model = build_model(args.worker)
+        try:
+            model = build_model(args.worker, args.e3d_kwargs)
+        except (TypeError, ValueError) as e:
+            raise _interleave.WorkerError(
+                '--e3d-options: ' + ' '.join(str(e).split()),
+                user_error=True) from None
         self.n_depthwise = count_depthwise(model)
         self.params = sum(p.numel() for p in model.parameters())
+        # counted on the meta device, before the model moves anywhere
+        self.traffic = step_traffic(args.worker, model, args)
         fmt = (torch.channels_last_3d if args.channels_last
                else torch.contiguous_format)
-        self.model = model.to(self.device, memory_format=fmt)
+        self.module = model.to(self.device, memory_format=fmt)
+        self.model = self.module
+        if args.compile:
+            self.model = torch.compile(self.module, mode=args.compile_mode)
         self.clips = torch.randn(
             args.batch, 3, args.frames, args.size, args.size,
             device=self.device).contiguous(memory_format=fmt)
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=args.lr, momentum=0.9)
+            self.module.parameters(), lr=args.lr, momentum=0.9)
         self.amp_dtype = getattr(torch, args.amp_dtype) if args.amp else None
         # float16 gradients underflow without loss scaling; bfloat16 keeps
         # float32's range and trains without it.
@@ -388,7 +566,7 @@ class Bench:
                 if hasattr(torch.amp, 'GradScaler')
                 else torch.cuda.amp.GradScaler(enabled=self.on_cuda))
         info = dict(torch=torch.__version__, params=self.params,
-                    n_depthwise=self.n_depthwise)
+                    n_depthwise=self.n_depthwise, traffic=self.traffic)
         if self.on_cuda:
             info['device_name'] = torch.cuda.get_device_name(self.device)
         return info
@@ -468,11 +646,16 @@ class Bench:
             peak_kb = peak_rss_kb()
             result['peak_mb'] = peak_kb / 1024
             result['delta_mb'] = (peak_kb - self.base_kb) / 1024
-        result['flops'] = count_flops(self.model, args.frames, args.size)
+        # after the peak memory was read: the copies' buffers are not the
+        # steps' memory
+        result['bandwidth_gbs'] = measure_bandwidth(self.device,
+                                                    args.bandwidth_mib)
+        result['bandwidth_mib'] = args.bandwidth_mib
+        result['flops'] = count_flops(self.module, args.frames, args.size)
         if args.worker.startswith('E3D'):
             from e3d_plugin import compute_cost
             result['cost_flops'] = compute_cost(
-                self.model.structure, args.size, args.frames).flops
+                self.module.structure, args.size, args.frames).flops
         return result
 
 
@@ -508,12 +691,17 @@ def header(args, ready, load):
              f'{os.cpu_count()} CPUs, threads={args.threads}')
     precision = f'AMP {args.amp_dtype}' if args.amp else 'fp32'
     layout = 'channels_last_3d' if args.channels_last else 'contiguous'
+    compiled = (f', torch.compile({args.compile_mode})' if args.compile
+                else '')
+    options = (f'; E3D options {" ".join(args.e3d_options)}'
+               if args.e3d_options else '')
     return (f'{first} vs {second} on {args.device} ({where}); torch '
             f'{ready[first]["torch"]}, python {platform.python_version()}; '
             f'clip {args.frames}x{args.size}x{args.size}, batch {args.batch};'
-            f' {precision}, {layout}'
+            f' {precision}, {layout}{compiled}'
             f'{", cudnn.benchmark" if args.cudnn_benchmark else ""}'
-            f'{", mkldnn off" if args.no_mkldnn else ""}; {args.rounds} '
+            f'{", mkldnn off" if args.no_mkldnn else ""}{options}; '
+            f'{args.rounds} '
             f'rounds x {args.steps} steps per model after {args.warmup} '
             f'warm-up; load avg {load:.2f}')
 
@@ -582,7 +770,8 @@ def measure(args, argv, progress=None):
     models = {name: dict(ready[name], **finished[name])
               for name in args.models}
     return dict(
-        settings={k: v for k, v in vars(args).items() if k != 'worker'},
+        settings={k: v for k, v in vars(args).items()
+                  if k not in ('worker', 'e3d_kwargs')},
         python=platform.python_version(), cpus=os.cpu_count(),
         load=[load_before, os.getloadavg()[0]],
         seconds=time.perf_counter() - started,
@@ -610,7 +799,33 @@ def summarise(data):
         mode['gflops_ratio_rounds'] = gflops_ratios
         mode['gflops_ratio'] = _interleave.spread(gflops_ratios)
         mode['verdict'] = _interleave.verdict(mode['gflops_ratio'])
+    for mode_name, mode in data['modes'].items():
+        memory = {}
+        for name in (first, second):
+            m = data['models'][name]
+            if mode_name not in m.get('traffic', {}) or not m.get(
+                    'bandwidth_gbs'):
+                continue
+            memory[name] = bandwidth_fraction(
+                m['traffic'][mode_name]['total'], m['bandwidth_gbs'],
+                [r[name] for r in mode['rounds']])
+        if memory:
+            mode['memory'] = memory
     return data
+
+
+def bandwidth_fraction(total_bytes, bandwidth_gbs, rounds):
+    """Bytes of a step, its floor at ``bandwidth_gbs`` and the fraction
+    of the bandwidth limit reached: ``floor / median step time``, the
+    median over ``rounds`` (each a list of step seconds) of each round's
+    mean step."""
+    import statistics
+    from e3d_plugin.traffic import time_floor
+    floor = time_floor(total_bytes, bandwidth_gbs)
+    step = statistics.median(sum(r) / len(r) for r in rounds)
+    return dict(bytes=total_bytes, bandwidth_gbs=bandwidth_gbs,
+                floor_ms=floor * 1e3, step_ms=step * 1e3,
+                fraction=floor / step)
 
 
 def verdict_line(mode_name, mode, first, second):
@@ -637,13 +852,20 @@ def report(data):
     models = data['models']
     mem = 'peak MB (alloc/reserved)' if s['device'] == 'cuda' else (
         'peak MB (+MB)')
-    print(f'{"model":<7}{"GFLOPs/clip":>12}{"params M":>10}  {mem}')
+    print(f'{"model":<7}{"GFLOPs/clip":>12}{"params M":>10}'
+          f'{"copy GB/s":>11}  {mem}')
     for name in (first, second):
         m = models[name]
         extra = (m['reserved_mb'] if 'reserved_mb' in m else m['delta_mb'])
         sep = '/' if 'reserved_mb' in m else ' +'
+        bandwidth = (f'{m["bandwidth_gbs"]:>11.1f}' if 'bandwidth_gbs' in m
+                     else f'{"-":>11}')
         print(f'{name:<7}{m["flops"] / 1e9:>12.3f}{m["params"] / 1e6:>10.3f}'
-              f'  {m["peak_mb"]:.0f}{sep}{extra:.0f}')
+              f'{bandwidth}  {m["peak_mb"]:.0f}{sep}{extra:.0f}')
+    if all('bandwidth_gbs' in models[name] for name in (first, second)):
+        print(f'copy GB/s: each worker\'s memory bandwidth, best of '
+              f'{BANDWIDTH_REPEATS} copies of {models[first]["bandwidth_mib"]}'
+              ' MiB (bytes read + written)')
     for name in (first, second):
         m = models[name]
         if 'cost_flops' in m:
@@ -667,6 +889,8 @@ def report(data):
         print(f'  {first}/{second} GFLOPs/s  '
               f'{_interleave.format_spread(mode["gflops_ratio"])}')
         print('  ' + verdict_line(mode_name, mode, first, second))
+        for line in memory_lines(mode_name, mode, models, (first, second)):
+            print('  ' + line)
         for name, p in mode.get('profile', {}).items():
             step_ms = p['step_ms']
             line = (f'  profile {name:<7} step {step_ms:.1f} ms: 3D convs '
@@ -690,6 +914,35 @@ def report(data):
               'launched on CUDA; step = wall time of a profiled step')
     print(f'load avg {data["load"][0]:.2f} before, {data["load"][1]:.2f} '
           f'after; {data["seconds"]:.0f} s')
+
+
+def memory_lines(mode_name, mode, models, names):
+    """Per model: bytes per step, the floor at the measured bandwidth and
+    the fraction of the bandwidth limit reached; where the bytes go."""
+    lines = []
+    for name in names:
+        figures = mode.get('memory', {}).get(name)
+        if figures is None:
+            continue
+        traffic = models[name]['traffic'][mode_name]
+        total = traffic['total']
+        kinds = ', '.join(
+            f'{KIND_NAMES.get(kind, kind)} {value / total:.0%}'
+            for kind, value in traffic['by_kind'].items()
+            if value or kind != 'update')
+        lines.append(
+            f'{name:<7} {total / 1e9:.4g} GB/step (counted from '
+            f'{traffic["source"]}; {kinds}): floor '
+            f'{_ms(figures["floor_ms"])} ms at '
+            f'{figures["bandwidth_gbs"]:.1f} GB/s, median step '
+            f'{_ms(figures["step_ms"])} ms: {figures["fraction"]:.1%} of the '
+            'bandwidth limit')
+    return lines
+
+
+def _ms(value):
+    """Milliseconds with three significant digits, without an exponent."""
+    return f'{value:.3g}' if value < 100 else f'{value:.0f}'
 
 
 def main(argv=None):

@@ -13,6 +13,7 @@ from . import _compat
 _compat.apply()
 
 from .cost import Cost, analyze_cost, compute_cost  # noqa: E402
+from .traffic import module_traffic, structure_traffic  # noqa: E402,F401
 from .structure import PRESETS, get_preset  # noqa: E402
 from .structure import (Block, Structure, StructureError,  # noqa: E402
                         load_structure, save_structure)

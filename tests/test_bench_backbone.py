@@ -280,3 +280,234 @@ def test_tiny_interleaved_cpu_run(tmp_path):
             mode['verdict']]
         assert (f'verdict ({name}): E3D-M no slower than X3D-M per FLOP: '
                 f'{answer}') in proc.stdout
+    _check_memory_figures(data, ['E3D-M', 'X3D-M'], ['train', 'infer'])
+
+
+# --- memory-bandwidth figures, --e3d-options, --compile
+
+
+def test_e3d_options_are_python_literals_or_strings(bench):
+    args = bench.parse_args(
+        ['--e3d-options', 'with_cp=True', "act_cfg={'type': 'SiLU'}",
+         'frozen_stages=1', 'out_indices=(2, 4)'])
+    assert args.e3d_kwargs == dict(with_cp=True, act_cfg={'type': 'SiLU'},
+                                   frozen_stages=1, out_indices=(2, 4))
+    assert bench.parse_e3d_options(['a=hello', 'b = 1.5', 'c=x=y']) == dict(
+        a='hello', b=1.5, c='x=y')
+    assert bench.parse_args([]).e3d_kwargs == {}
+    # the workers get them
+    assert bench.worker_argv(['--models', 'E3D-S', 'X3D-M', '--e3d-options',
+                              'with_cp=True', '--compile']) == [
+        '--e3d-options', 'with_cp=True', '--compile']
+
+
+def test_compile_mode_defaults_and_needs_compile(bench):
+    assert bench.parse_args(['--compile']).compile_mode == 'default'
+    assert bench.parse_args(
+        ['--compile', '--compile-mode', 'max-autotune']).compile_mode == (
+            'max-autotune')
+    assert bench.parse_args([]).compile_mode is None
+    assert bench.parse_args([]).bandwidth_mib == 256
+    assert bench.parse_args(['--device', 'cuda']).bandwidth_mib == 1024
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--e3d-options', 'depth=3'],
+     "error: --e3d-options: E3D has no argument 'depth'; it takes "),
+    (['--e3d-options', 'with_cp=yes'],
+     "error: --e3d-options: with_cp must be True or False, got 'yes' (see "
+     '--help)'),
+    (['--e3d-options', 'frozen_stages=1.0'],
+     'error: --e3d-options: frozen_stages must be an int (-1 freezes '
+     'nothing), got 1.0 (see --help)'),
+    (['--e3d-options', 'arch=E3D-S'],
+     'error: --e3d-options: arch is set by --models (the preset of each E3D '
+     'model) (see --help)'),
+    (['--e3d-options', 'with_cp'],
+     "error: --e3d-options: 'with_cp' is not KEY=VALUE (e.g. with_cp=True) "
+     '(see --help)'),
+    (['--e3d-options', 'with_cp=True', 'with_cp=False'],
+     'error: --e3d-options: with_cp is given twice (see --help)'),
+    (['--compile-mode', 'max-autotune'],
+     'error: --compile-mode needs --compile (see --help)'),
+    (['--compile', '--compile-mode', 'fast'],
+     # (how argparse quotes the choices depends on the Python version)
+     "error: argument --compile-mode: invalid choice: 'fast' (choose from "),
+    (['--bandwidth-mib', '0'],
+     'error: argument --bandwidth-mib: must be in 1..65536, got 0 (see '
+     '--help)'),
+])
+def test_bad_new_options_are_one_line(bench, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(message)
+    if 'no argument' in message:
+        # every E3D argument the bench does not set, whatever they are now
+        import inspect
+
+        from e3d_plugin.models import E3D
+        for name in inspect.signature(E3D).parameters:
+            if name not in ('arch', 'structure', 'structure_file'):
+                assert name in lines[0]
+
+
+def test_bandwidth_is_the_best_copy(bench, monkeypatch):
+    # each copy "takes" 10 ms, the third 4 ms
+    ticks = iter([0.0, 0.010, 1.0, 1.010, 2.0, 2.004, 3.0, 3.010, 4.0, 4.010])
+    monkeypatch.setattr(bench.time, 'perf_counter', lambda: next(ticks))
+    assert bench.measure_bandwidth('cpu', 2) == pytest.approx(
+        2 * 2 * 2**20 / 0.004 / 1e9)
+    monkeypatch.undo()
+    measured = bench.measure_bandwidth('cpu', 8)
+    assert 0.05 < measured < 5000  # GB/s of any machine's memory
+
+
+def test_step_traffic_of_e3d_and_x3d(bench):
+    from e3d_plugin.traffic import module_traffic, structure_traffic
+    args = bench.parse_args(['--frames', '4', '--size', '32', '--batch',
+                             '2', '--amp'])
+    e3d = bench.build_model('E3D-XS')
+    found = bench.step_traffic('E3D-XS', e3d, args)
+    for mode in ('train', 'infer'):
+        expected = structure_traffic('E3D-XS', 32, 4, 2, 2, mode)
+        assert found[mode] == dict(expected.as_dict(), source='structure',
+                                   element_bytes=2)
+    # an option that changes the work: the count of the built model
+    frozen = bench.build_model('E3D-XS', dict(frozen_stages=1))
+    found = bench.step_traffic('E3D-XS', frozen, args)
+    assert found['train']['source'] == 'hooks, the structure count differs'
+    assert found['train']['total'] == module_traffic(
+        frozen, (2, 3, 4, 32, 32), 2, 'train').total
+    assert found['train']['total'] < structure_traffic(
+        'E3D-XS', 32, 4, 2, 2, 'train').total
+    x3d = bench.build_model('X3D-M')
+    found = bench.step_traffic('X3D-M', x3d, bench.parse_args(
+        ['--frames', '2', '--size', '32', '--batch', '1', '--modes',
+         'infer']))
+    assert list(found) == ['infer']
+    assert found['infer']['source'] == 'hooks'
+    assert found['infer']['total'] == module_traffic(
+        x3d, (1, 3, 2, 32, 32), 4, 'infer').total
+
+
+def test_summarise_adds_the_fraction_of_the_bandwidth_limit(bench):
+    by_kind = dict(conv=4e9, depthwise=2e9, norm_act=3e9, other=0.5e9,
+                   update=0.5e9)
+    traffic = dict(total=10e9, by_kind=by_kind, source='structure')
+    data = dict(
+        settings=dict(models=['E3D-M', 'X3D-M'], batch=2),
+        models={'E3D-M': dict(flops=1e9, bandwidth_gbs=100.0,
+                              traffic=dict(train=traffic)),
+                'X3D-M': dict(flops=2e9)},
+        modes=dict(train=dict(rounds=[
+            {'E3D-M': [0.5, 0.3], 'X3D-M': [1.0]},
+            {'E3D-M': [0.2], 'X3D-M': [1.0]},
+            {'E3D-M': [1.0], 'X3D-M': [1.0]}])))
+    mode = bench.summarise(data)['modes']['train']
+    # no figures for a model without them (X3D-M here)
+    assert list(mode['memory']) == ['E3D-M']
+    memory = mode['memory']['E3D-M']
+    # 10 GB at 100 GB/s: 100 ms; median of the rounds' mean steps: 400 ms
+    assert memory['floor_ms'] == pytest.approx(100)
+    assert memory['step_ms'] == pytest.approx(400)
+    assert memory['fraction'] == pytest.approx(0.25)
+    assert memory['bytes'] == 10e9 and memory['bandwidth_gbs'] == 100
+    lines = bench.memory_lines('train', mode, data['models'],
+                               ['E3D-M', 'X3D-M'])
+    assert lines == [
+        'E3D-M   10 GB/step (counted from structure; conv 40%, depthwise '
+        '20%, norm+act 30%, other 5%, update 5%): floor 100 ms at 100.0 '
+        'GB/s, median step 400 ms: 25.0% of the bandwidth limit']
+
+
+def _check_memory_figures(data, names, modes):
+    """The figures of a run's JSON: bytes from the counts, floor and
+    fraction from the measured bandwidth and steps."""
+    import statistics
+
+    from e3d_plugin.traffic import structure_traffic
+    s = data['settings']
+    for name in names:
+        m = data['models'][name]
+        assert m['bandwidth_gbs'] > 0.05
+        for mode_name in modes:
+            traffic = m['traffic'][mode_name]
+            if name.startswith('E3D'):
+                assert traffic['source'] == 'structure'
+                assert traffic['total'] == structure_traffic(
+                    name, s['size'], s['frames'], s['batch'], 4,
+                    mode_name).total
+            else:
+                assert traffic['source'] == 'hooks'
+            assert sum(traffic['by_kind'].values()) == traffic['total']
+            mode = data['modes'][mode_name]
+            memory = mode['memory'][name]
+            step = statistics.median(
+                sum(r[name]) / len(r[name]) for r in mode['rounds'])
+            floor = traffic['total'] / (m['bandwidth_gbs'] * 1e9)
+            assert memory['step_ms'] == pytest.approx(step * 1e3)
+            assert memory['floor_ms'] == pytest.approx(floor * 1e3)
+            assert memory['fraction'] == pytest.approx(floor / step)
+            assert 0 < memory['fraction'] < 1
+
+
+def test_tiny_cpu_run_reports_the_bandwidth_limit(tmp_path):
+    out = tmp_path / 'speed.json'
+    proc = _run('--models', 'E3D-XS', 'X3D-M', '--frames', '4', '--size',
+                '32', '--batch', '1', '--rounds', '2', '--steps', '1',
+                '--warmup', '1', '--threads', '1', '--modes', 'infer',
+                '--bandwidth-mib', '16', '--e3d-options',
+                'fast_depthwise=False', '--json', str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data['settings']['e3d_options'] == ['fast_depthwise=False']
+    _check_memory_figures(data, ['E3D-XS', 'X3D-M'], ['infer'])
+    assert data['models']['X3D-M']['traffic']['infer']['total'] > (
+        data['models']['E3D-XS']['traffic']['infer']['total'])
+    lines = proc.stdout.splitlines()
+    assert 'E3D options fast_depthwise=False' in lines[0]
+    assert lines[1 if 'note:' not in lines[1] else 2].startswith(
+        '  infer round 1/2')
+    assert any(line.startswith('  E3D-XS  0.00') and 'GB/step (counted from '
+               'structure; conv ' in line and line.endswith(
+                   'of the bandwidth limit') for line in lines)
+    assert any(line.startswith('  X3D-M   0.0') and 'GB/step (counted from '
+               'hooks; conv ' in line for line in lines)
+    assert any(line.startswith('copy GB/s: each worker') and 'of 16 MiB'
+               in line for line in lines)
+
+
+def test_a_bad_e3d_value_found_by_the_worker_is_one_line():
+    # check_arguments takes any int; the range is checked by the build
+    proc = _run('--models', 'E3D-XS', 'E3D-S', '--frames', '2', '--size',
+                '16', '--batch', '1', '--rounds', '1', '--warmup', '1',
+                '--threads', '1', '--e3d-options', 'frozen_stages=10')
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith('error: E3D-')
+    assert lines[0].endswith(
+        ': --e3d-options: frozen_stages must be in -1..4, got 10') or (
+            lines[0].endswith('frozen_stages must be in -1..6, got 10'))
+
+
+@pytest.mark.slow
+def test_tiny_compiled_cpu_run(tmp_path):
+    """torch.compile with inductor (gcc here): minutes on a small CPU."""
+    out = tmp_path / 'speed.json'
+    proc = _run('--models', 'E3D-XS', 'E3D-S', '--frames', '2', '--size',
+                '16', '--batch', '1', '--rounds', '1', '--steps', '1',
+                '--warmup', '1', '--threads', '1', '--compile',
+                '--compile-mode', 'default', '--bandwidth-mib', '16',
+                '--json', str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert ', torch.compile(default)' in proc.stdout.splitlines()[0]
+    data = json.loads(out.read_text())
+    assert data['settings']['compile'] is True
+    _check_memory_figures(data, ['E3D-XS', 'E3D-S'], ['train', 'infer'])
+    for name in ('E3D-XS', 'E3D-S'):
+        m = data['models'][name]
+        assert m['cost_flops'] == m['flops'] > 0
