@@ -1,37 +1,82 @@
 #!/usr/bin/env bash
-# E3D-M vs X3D-M on one CUDA GPU: fp32 and AMP (float16 + GradScaler),
-# contiguous and channels_last_3d; training steps (forward + backward + SGD)
-# and inference, interleaved round by round (bench/backbone_speed.py), with
-# the profiler's share of a step spent in depthwise 3D convs. Meant to take
-# 2-4 minutes of GPU time: every configuration is stopped after $LIMIT
-# seconds, and the optional cudnn.benchmark run is left out once $BUDGET
-# seconds have passed.
+# The GPU checks of E3D in one script, meant for at most 8 minutes on one
+# H100/H200-class GPU (each part is stopped at its own time limit, and the
+# compiled run gets what is left of $BUDGET seconds):
 #
-# Usage, from anywhere, with the project's environment active:
+#   speed    bench/backbone_speed.py, E3D-M vs X3D-M at 16x224x224, batch 8,
+#            train and infer, interleaved round by round: fp32 and AMP
+#            (float16 + GradScaler) with the profile's depthwise share; AMP
+#            with E3D's depthwise convs in float32 (depthwise_fp32); fp32
+#            with E3D(channels_last=True), which must not be slower than
+#            contiguous on a GPU. Each with the share of the memory-bandwidth
+#            limit reached.
+#   stream   bench/stream_speed.py, causal E3D-S at 13x160x160: the whole
+#            clip against the functional stream_step and the static stream
+#            (a CUDA graph), one video and 8 videos as one batch.
+#   memory   bench/memory_check.py: the cost model's activation_bytes
+#            against torch.cuda.max_memory_allocated of training steps.
+#   train    the XS recipe trained for one epoch with
+#            `bash tools/dist_train.sh CONFIG 1 --amp` (NCCL,
+#            AmpOptimWrapper) on a generated synthetic-motion set, then
+#            tools/test.py on its checkpoint.
+#   compile  the AMP training steps of both networks under torch.compile.
+#
+# Then one table (bench/gpu_check_table.py). Usage, from anywhere:
 #     bash bench/gpu_check.sh
-# Smoke test of the command lines on a CPU (tiny clips):
-#     DEVICE=cpu FRAMES=4 SIZE=32 BATCH=1 ROUNDS=3 STEPS=1 WARMUP=1 \
-#         bash bench/gpu_check.sh
-# Prints the key lines of each run and a table at the end; each run's full
-# output (NAME.txt) and figures (NAME.json) go to $OUT, or to
-# work_dirs/gpu_check when OUT is not set.
+# On a GPU machine without network access, carry the wheels its image lacks
+# in .whl/ (`bash bench/gpu_wheels.sh` here; bench/README.md says how): when
+# the stack does not import, they are installed into $SITE (default
+# /tmp/e3d_site), which goes on PYTHONPATH first.
+# Smoke test of the whole script on a CPU (tiny sizes, no AMP, minutes):
+#     DEVICE=cpu bash bench/gpu_check.sh
+# Each part's output (NAME.txt), exit status (NAME.rc) and figures
+# (NAME.json) go to $OUT, or to work_dirs/gpu_check when OUT is not set;
+# PARTS="speed stream" runs some parts only.
 set -u
 cd "$(dirname "$0")/.."
-
-PYTHON=${PYTHON:-python}
-DEVICE=${DEVICE:-cuda}
-FRAMES=${FRAMES:-16}
-SIZE=${SIZE:-224}
-BATCH=${BATCH:-8}
-ROUNDS=${ROUNDS:-9}
-STEPS=${STEPS:-3}
-WARMUP=${WARMUP:-3}
-LIMIT=${LIMIT:-120}
-BUDGET=${BUDGET:-170}
-RESULTS=${OUT:-work_dirs/gpu_check}
-mkdir -p "$RESULTS"
+ROOT=$PWD
 start=$SECONDS
-names=()
+
+PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+RESULTS=${OUT:-work_dirs/gpu_check}
+PARTS=${PARTS:-speed stream memory train compile}
+mkdir -p "$RESULTS"
+RESULTS=$(cd "$RESULTS" && pwd)
+
+if ls .whl/*.whl >/dev/null 2>&1 &&
+    ! "$PYTHON" -c 'import mmengine, mmaction, decord' 2>/dev/null; then
+    SITE=${SITE:-/tmp/e3d_site}
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile \
+        --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
+    export PYTHONPATH=$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}
+else
+    export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1
+# tools/dist_train.sh runs `python`: the same interpreter
+PATH=$(dirname "$(command -v "$PYTHON")"):$PATH
+
+if [ "$DEVICE" = cpu ]; then
+    # smoke sizes: every command line runs, no figure means anything
+    MODELS=${MODELS:-E3D-XS X3D-M}
+    SPEED="--frames 4 --size 32 --batch 1 --rounds 2 --steps 1 --warmup 1"
+    STREAM_ARGS="--arch E3D-XS --frames 4 --size 32 --rounds 2"
+    MEMORY_ARGS="--archs E3D-XS --frames 4 --size 32 --batches 1 2"
+    DATA_ARGS="--num-videos 40 --size 32"
+    AMP=""
+    LIMIT=${LIMIT:-300}
+    BUDGET=${BUDGET:-600}
+else
+    MODELS=${MODELS:-E3D-M X3D-M}
+    SPEED="--frames 16 --size 224 --batch 8 --rounds 9 --steps 3 --warmup 3"
+    STREAM_ARGS="--arch E3D-S --frames 13 --size 160 --rounds 10"
+    MEMORY_ARGS=""
+    DATA_ARGS=""
+    AMP="--amp"
+    LIMIT=${LIMIT:-100}
+    BUDGET=${BUDGET:-470}
+fi
 
 command -v nvidia-smi >/dev/null &&
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
@@ -39,72 +84,93 @@ command -v nvidia-smi >/dev/null &&
 "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda",
 torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
 
+has_part() { [[ " $PARTS " == *" $1 "* ]]; }
+
+# run NAME LIMIT COMMAND...: output to NAME.txt, exit status to NAME.rc
 run() {
-    local name=$1
-    shift
+    local name=$1 limit=$2
+    shift 2
     local t=$SECONDS
-    names+=("$name")
     echo "=== $name"
-    timeout "$LIMIT" "$PYTHON" bench/backbone_speed.py --device "$DEVICE" \
-        --frames "$FRAMES" --size "$SIZE" --batch "$BATCH" \
-        --rounds "$ROUNDS" --steps "$STEPS" --warmup "$WARMUP" \
-        --modes train infer --profile --profile-steps 3 \
-        --json "$RESULTS/$name.json" "$@" >"$RESULTS/$name.txt" 2>&1
+    timeout "$limit" "$@" >"$RESULTS/$name.txt" 2>&1
     local rc=$?
-    # The header, memory, ratio spreads, verdicts and profile shares.
-    grep -E '^(E3D-M|X3D-M)|GFLOPs/s  |verdict|profile |error' \
-        "$RESULTS/$name.txt"
-    [ "$rc" -ne 0 ] && { echo "($name: exit $rc)"; tail -5 "$RESULTS/$name.txt"; }
+    echo "$rc" >"$RESULTS/$name.rc"
+    if [ "$rc" -ne 0 ]; then
+        echo "($name: exit $rc)"
+        tail -5 "$RESULTS/$name.txt"
+    fi
     echo "($name: $((SECONDS - t)) s)"
 }
 
-run fp32_contiguous
-run fp32_channels_last --channels-last
-run amp_contiguous --amp
-run amp_channels_last --amp --channels-last
-if ((SECONDS - start < BUDGET)); then
-    run amp_channels_last_cudnn_benchmark --amp --channels-last \
-        --cudnn-benchmark
-else
-    echo "(skipped amp_channels_last_cudnn_benchmark: $((SECONDS - start)) s used)"
+speed() {
+    local name=$1 limit=$2
+    shift 2
+    # shellcheck disable=SC2086
+    run "speed_$name" "$limit" "$PYTHON" bench/backbone_speed.py \
+        --device "$DEVICE" --models $MODELS $SPEED --modes train infer \
+        --json "$RESULTS/speed_$name.json" "$@"
+    grep -E '^(E3D|X3D)|verdict|bandwidth' "$RESULTS/speed_$name.txt"
+}
+
+if has_part speed; then
+    speed fp32 "$LIMIT" --profile --profile-steps 3
+    if [ -n "$AMP" ]; then
+        speed amp "$LIMIT" --amp --profile --profile-steps 3
+        speed amp_dw_fp32 "$LIMIT" --amp --e3d-options depthwise_fp32=True
+    fi
+    speed e3d_channels_last "$LIMIT" --e3d-options channels_last=True
 fi
 
-"$PYTHON" - "$RESULTS" "${names[@]}" <<'EOF'
-"""One row per configuration and mode from the runs' JSON files."""
-import json
-import os
-import sys
+if has_part stream; then
+    for batch in 1 8; do
+        # shellcheck disable=SC2086
+        run "stream_b$batch" "$LIMIT" "$PYTHON" bench/stream_speed.py \
+            $STREAM_ARGS --device "$DEVICE" --runtime torch \
+            --batch "$batch" --json "$RESULTS/stream_b$batch.json"
+        grep -E '^\[torch\] (ratio|static stream)' "$RESULTS/stream_b$batch.txt"
+    done
+fi
 
-print(f'{"config":<34}{"mode":<6}{"E3D-M c/s":>10}{"X3D-M c/s":>10}'
-      f'{"ratio c/s [IQR]":>22}{"GF/s ratio":>11}  {"verdict":<10}'
-      f'{"dw share E3D/X3D (of kernels)":<30}')
-for run in sys.argv[2:]:
-    path = os.path.join(sys.argv[1], run + '.json')
-    if not os.path.exists(path):
-        print(f'{run:<34}no results')
-        continue
-    with open(path, encoding='utf-8') as f:
-        data = json.load(f)
-    first, second = data['settings']['models']
-    for mode_name, mode in data['modes'].items():
-        r = mode['ratio']
-        verdict = {'above': 'YES', 'below': 'NO'}.get(mode['verdict'],
-                                                      'UNDECIDED')
-        shares = []
-        for name in (first, second):
-            p = mode.get('profile', {}).get(name)
-            if p is None:
-                shares.append('-')
-                continue
-            share = f'{p["dw_ms"] / p["step_ms"]:.0%}'
-            if p.get('kernel_ms'):
-                share += f' ({p["dw_ms"] / p["kernel_ms"]:.0%})'
-            shares.append(share)
-        print(f'{run:<34}{mode_name:<6}'
-              f'{mode["clips_s"][first]["median"]:>10.1f}'
-              f'{mode["clips_s"][second]["median"]:>10.1f}'
-              f'{r["median"]:>8.2f} [{r["q1"]:.2f}..{r["q3"]:.2f}]'
-              f'{mode["gflops_ratio"]["median"]:>11.2f}  {verdict:<10}'
-              f'{" / ".join(shares):<30}')
-EOF
-echo "(total $((SECONDS - start)) s)"
+if has_part memory; then
+    # shellcheck disable=SC2086
+    run memory "$LIMIT" "$PYTHON" bench/memory_check.py --device "$DEVICE" \
+        $MEMORY_ARGS --json "$RESULTS/memory.json"
+    cat "$RESULTS/memory.txt"
+fi
+
+if has_part train; then
+    data=$RESULTS/data
+    config=configs/e3d/e3d_xs_8x4x1_synthetic-motion.py
+    # shellcheck disable=SC2086
+    run data 120 "$PYTHON" tools/data/synthetic_motion.py --out "$data" \
+        --overwrite $DATA_ARGS
+    options=(train_cfg.max_epochs=1 default_hooks.logger.interval=10)
+    for split in train val test; do
+        list=train_list.txt
+        [ "$split" = train ] || list=val_list.txt
+        options+=("${split}_dataloader.dataset.ann_file=$data/$list"
+                  "${split}_dataloader.dataset.data_prefix.video=$data/videos")
+    done
+    # shellcheck disable=SC2086
+    run train $((LIMIT * 2)) bash tools/dist_train.sh "$config" 1 $AMP \
+        --work-dir "$RESULTS/train_work" --cfg-options "${options[@]}"
+    run test "$LIMIT" "$PYTHON" tools/test.py "$config" \
+        "$RESULTS/train_work/epoch_1.pth" --work-dir "$RESULTS/test_work" \
+        --cfg-options "${options[@]}"
+    grep -hE 'Epoch\((val|test)\).*acc/top1' "$RESULTS/train.txt" \
+        "$RESULTS/test.txt" | sed 's/^.*\(Epoch\)/\1/'
+fi
+
+# torch.compile last, in the time left: compiling both networks' train
+# graphs takes minutes
+if has_part compile; then
+    left=$((BUDGET - (SECONDS - start)))
+    if ((left >= 60)); then
+        speed "${AMP:+amp_}compile" "$left" --modes train --compile $AMP
+    else
+        echo "(compile skipped: $((SECONDS - start)) s of $BUDGET used)"
+    fi
+fi
+
+echo "(all parts: $((SECONDS - start)) s)"
+"$PYTHON" bench/gpu_check_table.py "$RESULTS"

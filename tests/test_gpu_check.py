@@ -1,0 +1,145 @@
+"""bench/gpu_check.sh and its table: the table's figures and verdicts from
+result files, and the script's CPU smoke mode on some parts."""
+import json
+import os
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+
+def _speed(first, second, train, infer, ratio=None, fraction=None,
+           profile=None):
+    """A backbone_speed.py JSON of (first, second) clips/s per mode."""
+    modes = {}
+    for mode, clips in (('train', train), ('infer', infer)):
+        if clips is None:
+            continue
+        r = ratio or clips[0] / clips[1]
+        modes[mode] = dict(
+            clips_s={first: dict(median=clips[0]),
+                     second: dict(median=clips[1])},
+            ratio=dict(median=r, q1=r - 0.05, q3=r + 0.05))
+        if fraction is not None:
+            modes[mode]['memory'] = {first: dict(fraction=fraction)}
+        if profile is not None:
+            modes[mode]['profile'] = {first: profile}
+    return dict(settings=dict(models=[first, second]), modes=modes)
+
+
+def _write(folder, name, data):
+    with open(os.path.join(folder, name), 'w', encoding='utf-8') as f:
+        if isinstance(data, str):
+            f.write(data)
+        else:
+            json.dump(data, f)
+
+
+def run_table(folder):
+    return subprocess.run(
+        [sys.executable, 'bench/gpu_check_table.py', str(folder)], cwd=ROOT,
+        capture_output=True, text=True, timeout=60)
+
+
+def rows(text):
+    """The table's rows as lists of the fields split on 2+ spaces."""
+    import re
+    return [re.split(r'\s{2,}', line.strip())
+            for line in text.splitlines()[1:]]
+
+
+def test_table_targets_from_result_files(tmp_path):
+    models = ('E3D-M', 'X3D-M')
+    _write(tmp_path, 'speed_fp32.json', _speed(
+        *models, (150.0, 115.0), (900.0, 680.0), fraction=0.15,
+        profile=dict(dw_ms=24.0, step_ms=53.0, kernel_ms=48.0)))
+    _write(tmp_path, 'speed_amp.json', _speed(
+        *models, (140.0, 100.0), (760.0, 490.0)))
+    _write(tmp_path, 'speed_amp_dw_fp32.json', _speed(
+        *models, (210.0, 100.0), (1600.0, 480.0)))
+    _write(tmp_path, 'speed_e3d_channels_last.json', _speed(
+        *models, (148.0, 114.0), (890.0, 670.0)))
+    _write(tmp_path, 'speed_amp_compile.rc', '124\n')
+    _write(tmp_path, 'stream_b1.json', dict(
+        arch='E3D-S', frames=13, size=160, batch=1, runtimes=dict(torch=dict(
+            ms_per_frame=dict(whole=dict(median=0.8)),
+            stream_ratio=dict(median=15.0), static_kind='CUDA graph',
+            static_ratio=dict(median=1.2), static_max_abs_diff=1e-6))))
+    _write(tmp_path, 'stream_b1.rc', '0\n')
+    _write(tmp_path, 'memory.json', dict(rows=[dict(
+        arch='E3D-M', frames=16, size=224, batch=8, predicted=4e9,
+        held=4.2e9, peak=4.8e9, base=3e7)]))
+    _write(tmp_path, 'train.rc', '0\n')
+    _write(tmp_path, 'train.txt', "type='AmpOptimWrapper'\n"
+           'Epoch(val) [1][25/25]    acc/top1: 0.4250  acc/top5: 0.9\n')
+    _write(tmp_path, 'test.rc', '0\n')
+    _write(tmp_path, 'test.txt',
+           'Epoch(test) [25/25]    acc/top1: 0.4250  acc/top5: 0.9\n')
+    result = run_table(tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = rows(result.stdout)
+    by_figure = {(r[0], r[2]): r for r in table}
+    amp = by_figure[('2 AMP', 'E3D train clips/s AMP / fp32 (separate '
+                     'runs)')]
+    # the best AMP configuration: depthwise_fp32, 210 / 150
+    assert amp[1] == 'amp_dw_fp32' and amp[3:] == ['1.40', '>= 1.3', 'yes']
+    train = by_figure[('2 train', 'E3D train clips/s (best config)')]
+    assert train[1] == 'amp_dw_fp32' and train[3:] == ['210.0', '>= 300',
+                                                       'NO']
+    versus = by_figure[('2 train', 'E3D / X3D train clips/s, same run')]
+    assert versus[3:] == ['2.10', '>= 1.5', 'yes']
+    infer = by_figure[('2 infer', 'E3D infer clips/s (best config)')]
+    assert infer[3:] == ['1600.0', '>= 1500', 'yes']
+    layout = by_figure[('3 layout', 'E3D(channels_last=True) / contiguous '
+                        'train clips/s')]
+    assert layout[3:] == ['0.99', '>= 0.95', 'yes']
+    fp32_train = [r for r in table if r[:3] == [
+        'speed', 'fp32', 'train clips/s E3D-M / X3D-M']][0]
+    assert fp32_train[3] == '150.0 / 115.0, x1.30 [1.25-1.35], bw 15%'
+    share = [r for r in table if r[2].startswith('train depthwise share')]
+    assert share[0][3] == 'E3D-M 50% of 48.0 ms'
+    assert ['speed', 'amp_compile', 'run', 'failed (exit 124)'] in table
+    graph = by_figure[('4 stream', 'static stream (CUDA graph) / whole')]
+    assert graph[3:] == ['1.20 (max abs diff 1e-06)', '<= 1.3', 'yes']
+    functional = by_figure[('4 stream', 'functional stream_step / whole')]
+    assert functional[3:] == ['15.00', '<= 1.3', 'NO']
+    memory = by_figure[('memory', 'activation_bytes x batch vs measured')]
+    assert memory[3] == ('held/predicted 1.050, peak/predicted 1.200 '
+                         '(4.47 GiB)')
+    train_row, test_row = [r for r in table if r[0] == '5 cuda path']
+    assert train_row[1:] == ['XS recipe (AMP)', 'dist_train.sh CONFIG 1, '
+                             '1 epoch', 'exit 0; val top1 0.425', 'exit 0',
+                             'yes']
+    assert test_row[3:] == ['exit 0; test top1 0.425', 'exit 0', 'yes']
+
+
+def test_table_of_an_empty_folder_and_bad_usage(tmp_path):
+    result = run_table(tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.strip() == f'no results in {tmp_path}'
+    result = run_table(tmp_path / 'missing')
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        'usage: python bench/gpu_check_table.py RESULTS_DIR')
+
+
+def test_smoke_mode_runs_the_memory_and_stream_parts(tmp_path):
+    env = dict(os.environ, DEVICE='cpu', OUT=str(tmp_path),
+               PARTS='stream memory', PYTHON=sys.executable)
+    result = subprocess.run(['bash', 'bench/gpu_check.sh'], cwd=ROOT,
+                            env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    for name in ('stream_b1', 'stream_b8', 'memory'):
+        assert (tmp_path / f'{name}.rc').read_text().strip() == '0'
+    stream = json.loads((tmp_path / 'stream_b8.json').read_text())
+    assert stream['batch'] == 8 and stream['arch'] == 'E3D-XS'
+    table = rows(result.stdout[result.stdout.index('part   '):])
+    static = [r for r in table if r[0] == '4 stream'
+              and r[2] == 'static stream (eager) / whole']
+    assert len(static) == 2
+    memory = [r for r in table if r[0] == 'memory']
+    assert [r[1] for r in memory] == ['E3D-XS 4x32, batch 1',
+                                      'E3D-XS 4x32, batch 2']
+    assert memory[0][3] == 'held/predicted 1.000'
+    assert not any(r[0].startswith('speed') for r in table)
