@@ -42,7 +42,11 @@ limit reached, ``floor / median step time``.
 ``--e3d-options KEY=VALUE ...`` passes keyword arguments to ``E3D(arch=...,
 **options)`` (values read with ``ast.literal_eval``; a value that is no
 Python literal is a plain string); ``--compile`` wraps each model in
-``torch.compile`` (``--compile-mode``) before the warm-up.
+``torch.compile`` (``--compile-mode``) before the warm-up. ``--fuse-bn``
+times the infer steps on a copy of each model whose batch norms are folded
+into the convs before them (:func:`e3d_plugin.models.fuse_conv_bn`); its
+bytes per step are still counted unfolded, so its fraction is of the
+unfolded traffic.
 
 ``--profile`` then profiles ``--profile-steps`` more steps of each mode
 with ``torch.profiler`` and reports the share of a step spent in 3D convs,
@@ -62,7 +66,7 @@ Usage::
         --batch 4] [--rounds 9 --steps 1 --warmup 3] [--threads N]
         [--profile [--profile-steps 3]] [--models E3D-M X3D-M]
         [--e3d-options KEY=VALUE ...] [--compile [--compile-mode MODE]]
-        [--bandwidth-mib N] [--json FILE]
+        [--fuse-bn] [--bandwidth-mib N] [--json FILE]
 """
 import argparse
 import ast
@@ -167,6 +171,11 @@ def parse_args(argv=None):
     parser.add_argument('--compile-mode', choices=COMPILE_MODES,
                         help="torch.compile mode with --compile (default: "
                         "'default')")
+    parser.add_argument('--fuse-bn', action='store_true',
+                        help='infer steps run a copy of each model with its '
+                        'batch norms folded into the convs before them '
+                        '(e3d_plugin.models.fuse_conv_bn); train steps are '
+                        'unchanged')
     parser.add_argument('--bandwidth-mib', type=bounded_int(1, 1 << 16),
                         help='MiB copied to measure the memory bandwidth '
                         '(default: 1024 on cuda, 256 on cpu)')
@@ -550,6 +559,14 @@ class Bench:
         self.model = self.module
         if args.compile:
             self.model = torch.compile(self.module, mode=args.compile_mode)
+        self.infer_model = None
+        if args.fuse_bn:
+            from e3d_plugin.models import fuse_conv_bn
+            folded = copy.deepcopy(self.module)
+            folded.eval()  # mmaction2's X3D.train returns None
+            folded = fuse_conv_bn(folded)
+            self.infer_model = (torch.compile(folded, mode=args.compile_mode)
+                                if args.compile else folded)
         self.clips = torch.randn(
             args.batch, 3, args.frames, args.size, args.size,
             device=self.device).contiguous(memory_format=fmt)
@@ -593,8 +610,9 @@ class Bench:
             self.scaler.update()
 
     def _infer_step(self):
+        model = self.model if self.infer_model is None else self.infer_model
         with self.torch.inference_mode(), self._autocast():
-            self.model(self.clips)
+            model(self.clips)
 
     def _step_fn(self, mode):
         self.model.train(mode == 'train')
@@ -692,7 +710,7 @@ def header(args, ready, load):
     precision = f'AMP {args.amp_dtype}' if args.amp else 'fp32'
     layout = 'channels_last_3d' if args.channels_last else 'contiguous'
     compiled = (f', torch.compile({args.compile_mode})' if args.compile
-                else '')
+                else '') + (', BN folded (infer)' if args.fuse_bn else '')
     options = (f'; E3D options {" ".join(args.e3d_options)}'
                if args.e3d_options else '')
     return (f'{first} vs {second} on {args.device} ({where}); torch '

@@ -8,8 +8,9 @@
 #            (float16 + GradScaler) with the profile's depthwise share; AMP
 #            with E3D's depthwise convs in float32 (depthwise_fp32); fp32
 #            with E3D(channels_last=True), which must not be slower than
-#            contiguous on a GPU. Each with the share of the memory-bandwidth
-#            limit reached.
+#            contiguous on a GPU; inference with the batch norms folded into
+#            the convs. Each with the share of the memory-bandwidth limit
+#            reached.
 #   stream   bench/stream_speed.py, causal E3D-S at 13x160x160: the whole
 #            clip against the functional stream_step and the static stream
 #            (a CUDA graph), one video and 8 videos as one batch.
@@ -118,6 +119,8 @@ if has_part speed; then
         speed amp "$LIMIT" --amp --profile --profile-steps 3
         speed amp_dw_fp32 "$LIMIT" --amp --e3d-options depthwise_fp32=True
     fi
+    # inference with the batch norms folded into the convs
+    speed "${AMP:+amp_}fuse_bn" "$LIMIT" $AMP --modes infer --fuse-bn
     speed e3d_channels_last "$LIMIT" --e3d-options channels_last=True
 fi
 

@@ -23,8 +23,8 @@ TRAIN_CLIPS = 300
 TRAIN_VS_X3D = 1.5
 INFER_CLIPS = 1500
 STREAM_RATIO = 1.3
-SPEED_CONFIGS = ('fp32', 'amp', 'amp_dw_fp32', 'amp_compile', 'compile',
-                 'e3d_channels_last')
+SPEED_CONFIGS = ('fp32', 'amp', 'amp_dw_fp32', 'fuse_bn', 'amp_fuse_bn',
+                 'amp_compile', 'compile', 'e3d_channels_last')
 
 
 def load(folder, name):

@@ -460,15 +460,17 @@ def test_tiny_cpu_run_reports_the_bandwidth_limit(tmp_path):
                 '32', '--batch', '1', '--rounds', '2', '--steps', '1',
                 '--warmup', '1', '--threads', '1', '--modes', 'infer',
                 '--bandwidth-mib', '16', '--e3d-options',
-                'fast_depthwise=False', '--json', str(out))
+                'fast_depthwise=False', '--fuse-bn', '--json', str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data['settings']['e3d_options'] == ['fast_depthwise=False']
+    assert data['settings']['fuse_bn'] is True
     _check_memory_figures(data, ['E3D-XS', 'X3D-M'], ['infer'])
     assert data['models']['X3D-M']['traffic']['infer']['total'] > (
         data['models']['E3D-XS']['traffic']['infer']['total'])
     lines = proc.stdout.splitlines()
     assert 'E3D options fast_depthwise=False' in lines[0]
+    assert ', BN folded (infer)' in lines[0]
     assert lines[1 if 'note:' not in lines[1] else 2].startswith(
         '  infer round 1/2')
     assert any(line.startswith('  E3D-XS  0.00') and 'GB/step (counted from '
