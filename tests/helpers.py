@@ -80,3 +80,51 @@ def checksums(root):
                 with open(path, 'rb') as f:
                     sums[key] = hashlib.sha256(f.read()).hexdigest()
     return sums
+
+
+def data_options(data, work_dir, epochs=1, batch=10):
+    """--cfg-options pointing the XS config at a small generated set."""
+    options = {}
+    for split, ann in (('train', data['train_list']), ('val',
+                                                       data['val_list']),
+                       ('test', data['val_list'])):
+        prefix = f'{split}_dataloader.'
+        options.update({
+            prefix + 'dataset.ann_file': ann,
+            prefix + 'dataset.data_prefix.video': data['videos'],
+            prefix + 'batch_size': batch,
+            prefix + 'num_workers': 0,
+            prefix + 'persistent_workers': False,
+        })
+        for step, key, value in ((1, 'frame_interval', 2), (3, 'scale',
+                                                            (-1, 32)),
+                                 (4, 'crop_size', 32)):
+            options[f'{prefix}dataset.pipeline.{step}.{key}'] = value
+    options['train_cfg.max_epochs'] = epochs
+    options['work_dir'] = work_dir
+    options['default_hooks.logger.interval'] = 1
+    return options
+
+
+def stand_in_train_config(root, base):
+    """``root/train.py``: the training config ``base`` pointed at data
+    that exists but is empty (``root/data``: empty annotation lists and a
+    video folder), for tools that check paths but never really train."""
+    import textwrap
+    data = root / 'data'
+    (data / 'videos').mkdir(parents=True)
+    for name in ('train_list.txt', 'val_list.txt'):
+        (data / name).write_text('')
+    train = root / 'train.py'
+    train.write_text(textwrap.dedent(f'''
+        _base_ = [{base!r}]
+        data_root = {str(data)!r}
+        train_dataloader = dict(dataset=dict(
+            ann_file=data_root + '/train_list.txt',
+            data_prefix=dict(video=data_root + '/videos')))
+        val_dataloader = dict(dataset=dict(
+            ann_file=data_root + '/val_list.txt',
+            data_prefix=dict(video=data_root + '/videos')))
+        test_dataloader = val_dataloader
+        '''))
+    return str(train)

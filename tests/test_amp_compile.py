@@ -11,7 +11,7 @@ from mmengine.config import Config
 
 from e3d_plugin import E3D
 from e3d_plugin.models.depthwise import DepthwiseConv3d, autocast_enabled
-from tests.helpers import ROOT
+from tests.helpers import ROOT, data_options
 
 BF16 = torch.bfloat16
 
@@ -213,7 +213,6 @@ def _losses(data, work_dir, compile_cfg):
     mmengine's ``compile`` option set to ``compile_cfg``."""
     from mmengine.runner import Runner
 
-    from tests.test_training import data_options
     cfg = Config.fromfile(CONFIG)
     cfg.merge_from_dict(data_options(data, work_dir, epochs=1, batch=8))
     cfg.train_cfg.val_interval = 10

@@ -20,7 +20,7 @@ from e3d_plugin.study import (NETWORK_PROXIES, PROXIES, RankStudy,
                               read_accuracy, read_results,
                               sample_architectures, top_k_overlap,
                               trained_rank, write_run_config)
-from tests.helpers import ROOT, load_tool
+from tests.helpers import ROOT, load_tool, stand_in_train_config
 
 SEARCH_XS = osp.join(ROOT, 'configs', 'search_e3d_xs.py')
 TRAIN_XS = osp.join(ROOT, 'configs', 'e3d',
@@ -306,22 +306,7 @@ with open(os.path.join(out, 'scalars.json'), 'w') as f:
 def fake_setup(tmp_path):
     """A training config with (empty) data on disk, a stand-in trainer
     writing mmengine scalars, and a study factory using them."""
-    data = tmp_path / 'data'
-    (data / 'videos').mkdir(parents=True)
-    for name in ('train_list.txt', 'val_list.txt'):
-        (data / name).write_text('')
-    train = tmp_path / 'train.py'
-    train.write_text(textwrap.dedent(f'''
-        _base_ = [{TRAIN_XS!r}]
-        data_root = {str(data)!r}
-        train_dataloader = dict(dataset=dict(
-            ann_file=data_root + '/train_list.txt',
-            data_prefix=dict(video=data_root + '/videos')))
-        val_dataloader = dict(dataset=dict(
-            ann_file=data_root + '/val_list.txt',
-            data_prefix=dict(video=data_root + '/videos')))
-        test_dataloader = val_dataloader
-        '''))
+    train = stand_in_train_config(tmp_path, TRAIN_XS)
     trainer = tmp_path / 'fake_train.py'
     trainer.write_text(FAKE_TRAINER)
     calls = tmp_path / 'calls.txt'

@@ -17,7 +17,7 @@ import textwrap
 import pytest
 
 from e3d_plugin.study import RankStudy, append_result
-from tests.helpers import ROOT, checksums, load_tool
+from tests.helpers import ROOT, checksums, load_tool, stand_in_train_config
 
 SEARCH_XS = osp.join(ROOT, 'configs', 'search_e3d_xs.py')
 TRAIN_XS = osp.join(ROOT, 'configs', 'e3d',
@@ -58,21 +58,7 @@ def study_files(tmp_path_factory):
     would write them, a report), a planned study without results, and
     folders and files the cases point at."""
     root = tmp_path_factory.mktemp('rank_inputs')
-    data = root / 'data'
-    (data / 'videos').mkdir(parents=True)
-    for name in ('train_list.txt', 'val_list.txt'):
-        (data / name).write_text('')
-    train = write(root / 'train.py', f'''
-        _base_ = [{TRAIN_XS!r}]
-        data_root = {str(data)!r}
-        train_dataloader = dict(dataset=dict(
-            ann_file=data_root + '/train_list.txt',
-            data_prefix=dict(video=data_root + '/videos')))
-        val_dataloader = dict(dataset=dict(
-            ann_file=data_root + '/val_list.txt',
-            data_prefix=dict(video=data_root + '/videos')))
-        test_dataloader = val_dataloader
-        ''')
+    train = stand_in_train_config(root, TRAIN_XS)
     search = write(root / 'search.py', f'''
         _base_ = [{SEARCH_XS!r}]
         ''')

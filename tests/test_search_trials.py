@@ -27,7 +27,7 @@ from e3d_plugin.study.trials import (SCORES, SearchTrials, backbone_cost,
                                      run_owner, score_config,
                                      write_x3d_config)
 from e3d_plugin.units import temporal_receptive_field
-from tests.helpers import ROOT, load_tool
+from tests.helpers import ROOT, load_tool, stand_in_train_config
 
 SEARCH = osp.join(ROOT, 'configs', 'search_e3d_xs_motion-hard.py')
 TRAIN = osp.join(ROOT, 'configs', 'e3d', 'e3d_xs_8x4x1_motion-hard.py')
@@ -82,21 +82,7 @@ def setup(tmp_path_factory):
     a factory of trials and of tool command lines, and one finished
     reference trials run (the test scores, 2 seeds, X3D)."""
     tmp = tmp_path_factory.mktemp('trials')
-    data = tmp / 'data'
-    (data / 'videos').mkdir(parents=True)
-    for name in ('train_list.txt', 'val_list.txt'):
-        (data / name).write_text('')
-    train = write(tmp / 'train.py', f'''
-        _base_ = [{TRAIN!r}]
-        data_root = {str(data)!r}
-        train_dataloader = dict(dataset=dict(
-            ann_file=data_root + '/train_list.txt',
-            data_prefix=dict(video=data_root + '/videos')))
-        val_dataloader = dict(dataset=dict(
-            ann_file=data_root + '/val_list.txt',
-            data_prefix=dict(video=data_root + '/videos')))
-        test_dataloader = val_dataloader
-        ''')
+    train = stand_in_train_config(tmp, TRAIN)
     calls = tmp / 'calls.txt'
     trainer = tmp / 'fake_train.py'
     trainer.write_text(FAKE_TRAINER.replace('{calls!r}', repr(str(calls))))

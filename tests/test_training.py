@@ -16,7 +16,7 @@ from e3d_plugin.datasets.synthetic_motion import (CLASSES,
                                                   SyntheticMotionError,
                                                   generate,
                                                   probe_single_vs_multi_frame)
-from tests.helpers import ROOT
+from tests.helpers import ROOT, data_options
 
 CONFIG = osp.join(ROOT, 'configs', 'e3d', 'e3d_xs_8x4x1_synthetic-motion.py')
 
@@ -33,30 +33,6 @@ def load_tool(path):
 def dataset(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('synthetic_motion'))
     return generate(out, num_videos=40, size=32, frames=16, seed=3)
-
-
-def data_options(data, work_dir, epochs=1, batch=10):
-    """--cfg-options pointing the XS config at a small generated set."""
-    options = {}
-    for split, ann in (('train', data['train_list']), ('val',
-                                                       data['val_list']),
-                       ('test', data['val_list'])):
-        prefix = f'{split}_dataloader.'
-        options.update({
-            prefix + 'dataset.ann_file': ann,
-            prefix + 'dataset.data_prefix.video': data['videos'],
-            prefix + 'batch_size': batch,
-            prefix + 'num_workers': 0,
-            prefix + 'persistent_workers': False,
-        })
-        for step, key, value in ((1, 'frame_interval', 2), (3, 'scale',
-                                                            (-1, 32)),
-                                 (4, 'crop_size', 32)):
-            options[f'{prefix}dataset.pipeline.{step}.{key}'] = value
-    options['train_cfg.max_epochs'] = epochs
-    options['work_dir'] = work_dir
-    options['default_hooks.logger.interval'] = 1
-    return options
 
 
 def as_cli(options):
