@@ -53,7 +53,7 @@ setup(
     install_requires=install_requires,
     extras_require={
         name: read_requirements(name)
-        for name in ('tests', 'study', 'deploy')
+        for name in ('tests', 'study', 'deploy', 'triton')
     },
     license='Apache-2.0',
     zip_safe=False,

@@ -111,23 +111,27 @@ class CausalConvModule(ConvModule):
         return super().forward(x)
 
 
-def _depthwise_cfg(conv_cfg, fast_backward, autocast_fp32):
+def _depthwise_cfg(conv_cfg, fast_backward, autocast_fp32, triton=False):
     """The conv config of a depthwise conv: :class:`DepthwiseConv3d` (same
-    forward; a fast CPU backward, float32 under autocast, as asked) where
-    ``conv_cfg`` is plain ``Conv3d``."""
+    forward; a fast CPU backward, float32 under autocast, Triton kernels on
+    CUDA, as asked) where ``conv_cfg`` is plain ``Conv3d``."""
     if conv_cfg is None or conv_cfg.get('type') in ('Conv3d', nn.Conv3d):
-        return dict(conv_cfg or {}, type='DepthwiseConv3d',
-                    fast_backward=fast_backward, autocast_fp32=autocast_fp32)
+        cfg = dict(conv_cfg or {}, type='DepthwiseConv3d',
+                   fast_backward=fast_backward, autocast_fp32=autocast_fp32)
+        if triton:
+            cfg['triton'] = True
+        return cfg
     return conv_cfg
 
 
 def _conv(cin, cout, kernel_t, kernel, stride, conv_cfg, norm_cfg, act_cfg,
           groups=1, causal=False, fast_depthwise=False,
-          depthwise_fp32=False):
+          depthwise_fp32=False, depthwise_triton=False):
     causal = causal and kernel_t > 1
-    if ((fast_depthwise or depthwise_fp32) and groups > 1
+    if ((fast_depthwise or depthwise_fp32 or depthwise_triton) and groups > 1
             and groups == cin == cout):
-        conv_cfg = _depthwise_cfg(conv_cfg, fast_depthwise, depthwise_fp32)
+        conv_cfg = _depthwise_cfg(conv_cfg, fast_depthwise, depthwise_fp32,
+                                  depthwise_triton)
     kwargs = dict(
         kernel_size=(kernel_t, kernel, kernel),
         stride=(1, stride, stride),
@@ -230,7 +234,7 @@ class ResidualUnit(nn.Module):
     def __init__(self, kind, in_channels, out_channels, kernel, kernel_t,
                  stride, conv_cfg, norm_cfg, act_cfg, bottleneck=0, se=0.0,
                  with_cp=False, causal=False, fast_depthwise=False,
-                 depthwise_fp32=False):
+                 depthwise_fp32=False, depthwise_triton=False):
         super().__init__()
         self.kind = kind
         self.with_cp = with_cp
@@ -252,7 +256,8 @@ class ResidualUnit(nn.Module):
                 _conv(bottleneck, bottleneck, kernel_t, kernel, stride,
                       conv_cfg, norm_cfg, None if se else act_cfg, groups,
                       causal=causal, fast_depthwise=fast_depthwise,
-                      depthwise_fp32=depthwise_fp32))
+                      depthwise_fp32=depthwise_fp32,
+                      depthwise_triton=depthwise_triton))
             se_channels = bottleneck
         else:
             raise ValueError(f'ResidualUnit does not build {kind!r} units')
@@ -347,12 +352,14 @@ def stream_state_shapes(unit, batch_size, height, width):
 
 
 def build_units(block, conv_cfg, norm_cfg, act_cfg, with_cp=False,
-                causal=False, fast_depthwise=False, depthwise_fp32=False):
+                causal=False, fast_depthwise=False, depthwise_fp32=False,
+                depthwise_triton=False):
     """An ``nn.Sequential`` of the ``block.depth`` units of one block;
     ``causal`` units see only the past in time (see the module doc);
-    ``fast_depthwise`` / ``depthwise_fp32`` build the depthwise convs of
-    ``dwbtn`` units as :class:`~e3d_plugin.models.depthwise.DepthwiseConv3d`
-    with its fast CPU backward / in float32 under autocast."""
+    ``fast_depthwise`` / ``depthwise_fp32`` / ``depthwise_triton`` build the
+    depthwise convs of ``dwbtn`` units as
+    :class:`~e3d_plugin.models.depthwise.DepthwiseConv3d` with its fast CPU
+    backward / in float32 under autocast / with Triton kernels on CUDA."""
     act_cfg = unit_act_cfg(block.act, act_cfg)
     units = []
     for index in range(block.depth):
@@ -378,6 +385,7 @@ def build_units(block, conv_cfg, norm_cfg, act_cfg, with_cp=False,
                     se=block.se,
                     fast_depthwise=fast_depthwise,
                     depthwise_fp32=depthwise_fp32,
+                    depthwise_triton=depthwise_triton,
                     **kwargs))
     return nn.Sequential(*units)
 

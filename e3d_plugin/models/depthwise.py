@@ -14,13 +14,17 @@ and not while tracing, compiling (``torch.compile``) or exporting.
 Everywhere else (GPU, inference, ONNX export, other dtypes) it is
 ``nn.Conv3d`` itself. Under autocast it can also compute in float32
 (``autocast_fp32``): a mixed-precision policy for the depthwise convs
-alone. Its parameters and state-dict keys are
-those of ``nn.Conv3d``, so checkpoints load either way.
+alone. On CUDA it can instead run Triton kernels, forward and backward
+(``triton=True``, :mod:`e3d_plugin.models.triton_depthwise`), where
+PyTorch's 5-D depthwise kernels are slow. Its parameters and state-dict
+keys are those of ``nn.Conv3d``, so checkpoints load either way.
 
 The gradients are the same sums as PyTorch's, in another order (float32
 rounding differs by about 1e-6 relative; tested against
 ``torch.ops.aten.convolution_backward``).
 """
+import sys
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -38,6 +42,22 @@ def _compiling():
     hold numba calls: the layer is then ``nn.Conv3d``)."""
     compiler = getattr(torch, 'compiler', None)
     return compiler is not None and compiler.is_compiling()
+
+
+def _triton_module(x):
+    """:mod:`.triton_depthwise` where ``x`` may take the Triton kernels (a
+    CUDA tensor with triton installed; a CPU tensor only while that
+    module's ``INTERPRET`` switch is on, for tests: not merely under
+    ``TRITON_INTERPRET=1``), else None. A CPU run imports nothing here."""
+    if x.device.type == 'cpu':
+        module = sys.modules.get(__name__.rpartition('.')[0] +
+                                 '.triton_depthwise')
+        if module is None or not module.INTERPRET:
+            return None
+    elif x.device.type != 'cuda':
+        return None
+    from . import triton_depthwise as module
+    return module if module.triton_available(x) else None
 
 
 def numba_available():
@@ -163,29 +183,57 @@ class DepthwiseConv3d(nn.Conv3d):
             autocast off, and the output is cast back to the input's dtype,
             so that the layers around it see what they would see without
             this. Outside autocast nothing changes. Defaults to False.
+        triton (bool): On CUDA, compute the conv and both gradients with
+            the Triton kernels of :mod:`~e3d_plugin.models.triton_depthwise`
+            where :meth:`triton_path` allows it (an NCDHW-contiguous
+            float16 / bfloat16 / float32 input, temporal stride 1, not while
+            tracing, compiling or exporting). Under autocast the conv runs
+            in the autocast dtype, as ``nn.Conv3d`` would (in float32 with
+            ``autocast_fp32``). CPU tensors never take it (unless
+            ``triton_depthwise.INTERPRET`` is on: Triton's interpreter,
+            for tests); nor does anything without triton installed.
+            Defaults to False.
     """
 
     def __init__(self, *args, fast_backward=True, autocast_fp32=False,
-                 **kwargs):
+                 triton=False, **kwargs):
         super().__init__(*args, **kwargs)
         for name, value in (('fast_backward', fast_backward),
-                            ('autocast_fp32', autocast_fp32)):
+                            ('autocast_fp32', autocast_fp32),
+                            ('triton', triton)):
             if not isinstance(value, bool):
                 raise TypeError(
                     f'DepthwiseConv3d: {name} must be True or False, got '
                     f'{value!r}')
         self.fast_backward = fast_backward
         self.autocast_fp32 = autocast_fp32
+        self.triton = triton
 
-    def fast_path(self, x):
-        """Whether this call takes the numba backward."""
-        return (numba is not None and self.fast_backward
-                and self.bias is None
+    def _depthwise(self):
+        """Whether this conv is depthwise with no bias, no dilation and
+        zero padding given as numbers."""
+        return (self.bias is None
                 and self.groups == self.in_channels == self.out_channels
                 and self.weight.shape[1] == 1
                 and self.dilation == (1, 1, 1)
                 and self.padding_mode == 'zeros'
-                and isinstance(self.padding, tuple)
+                and isinstance(self.padding, tuple))
+
+    def triton_path(self, x):
+        """Whether this call takes the Triton kernels (see ``triton``)."""
+        if not self.triton or not self._depthwise():
+            return False
+        if (x.dim() != 5 or x.dtype not in _TRITON_DTYPES
+                or not x.is_contiguous() or self.stride[0] != 1
+                or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or _compiling() or torch.onnx.is_in_onnx_export()):
+            return False
+        return _triton_module(x) is not None
+
+    def fast_path(self, x):
+        """Whether this call takes the numba backward."""
+        return (numba is not None and self.fast_backward
+                and self._depthwise()
                 and x.device.type == 'cpu' and x.dtype == torch.float32
                 and self.weight.dtype == torch.float32
                 and torch.is_grad_enabled()
@@ -196,21 +244,50 @@ class DepthwiseConv3d(nn.Conv3d):
                 and not torch.onnx.is_in_onnx_export())
 
     def _convolve(self, x):
+        if self.triton_path(x):
+            return self._triton_convolve(x)
         if self.fast_path(x):
             return _DepthwiseConv3dFunction.apply(x, self.weight,
                                                   tuple(self.stride),
                                                   tuple(self.padding))
         return super().forward(x)
 
+    def _triton_convolve(self, x):
+        from .triton_depthwise import depthwise_conv3d_triton
+        weight = self.weight
+        device = x.device.type
+        if autocast_enabled(device):
+            # what autocast does for a conv: both operands in its dtype
+            dtype = autocast_dtype(device)
+            x, weight = x.to(dtype), weight.to(dtype)
+        if weight.dtype != x.dtype:  # nn.Conv3d raises its error
+            return super().forward(x)
+        return depthwise_conv3d_triton(x, weight, tuple(self.stride),
+                                       tuple(self.padding))
+
     def forward(self, x):
-        """The convolution; the numba backward where :meth:`fast_path`;
-        float32 under autocast where ``autocast_fp32``."""
+        """The convolution; the Triton kernels where :meth:`triton_path`,
+        the numba backward where :meth:`fast_path`; float32 under autocast
+        where ``autocast_fp32``."""
         device = x.device.type
         if self.autocast_fp32 and autocast_enabled(device):
             with torch.autocast(device, enabled=False):
                 out = self._convolve(x.float())
             return out.to(x.dtype)
         return self._convolve(x)
+
+
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def autocast_dtype(device_type):
+    """The dtype autocast computes in on ``device_type``."""
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except AttributeError:  # torch < 2.4
+        if device_type == 'cpu':
+            return torch.get_autocast_cpu_dtype()
+        return torch.get_autocast_gpu_dtype()
 
 
 def autocast_enabled(device_type):
@@ -223,4 +300,6 @@ def autocast_enabled(device_type):
         return torch.is_autocast_enabled()
 
 
-__all__ = ['DepthwiseConv3d', 'autocast_enabled', 'numba_available']
+__all__ = [
+    'DepthwiseConv3d', 'autocast_dtype', 'autocast_enabled', 'numba_available'
+]

@@ -67,7 +67,8 @@ def check_arguments(arch=None, structure=None, structure_file=None,
                     norm_cfg=dict(type='BN3d', requires_grad=True),
                     act_cfg=dict(type='ReLU', inplace=True),
                     channels_last=False, causal=False, init_cfg=None,
-                    fast_depthwise=True, depthwise_fp32=False):
+                    fast_depthwise=True, depthwise_fp32=False,
+                    depthwise_triton=False):
     """Raise ``TypeError`` / ``ValueError`` naming the first :class:`E3D`
     argument of the wrong type or value, and what it accepts."""
     if arch is not None and not isinstance(arch, str):
@@ -105,7 +106,8 @@ def check_arguments(arch=None, structure=None, structure_file=None,
                         ('channels_last', channels_last),
                         ('causal', causal),
                         ('fast_depthwise', fast_depthwise),
-                        ('depthwise_fp32', depthwise_fp32)):
+                        ('depthwise_fp32', depthwise_fp32),
+                        ('depthwise_triton', depthwise_triton)):
         if not isinstance(value, bool):
             raise TypeError(
                 f'{name} must be True or False, got {value!r}')
@@ -178,6 +180,14 @@ class E3D(BaseModule):
             autocast runs it. A mixed-precision policy to weigh on a GPU
             (``bench/gpu_check.sh`` times AMP with and without it); it
             changes nothing outside autocast. Defaults to False.
+        depthwise_triton (bool): On CUDA, run the depthwise convs of
+            ``dwbtn`` units (when ``conv_cfg`` is ``Conv3d``) and their
+            gradients with Triton kernels
+            (:mod:`~e3d_plugin.models.triton_depthwise`, the extra
+            ``triton``) instead of PyTorch's 5-D depthwise kernels, whose
+            backward is slow; same parameters and state dict. Nothing
+            changes on CPU, without triton, or while tracing, compiling or
+            exporting. Defaults to False.
         init_cfg (dict | list[dict], optional): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.')``;
             applied after the default Kaiming / constant init.
@@ -199,11 +209,13 @@ class E3D(BaseModule):
                  causal: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None,
                  fast_depthwise: bool = True,
-                 depthwise_fp32: bool = False):
+                 depthwise_fp32: bool = False,
+                 depthwise_triton: bool = False):
         check_arguments(arch, structure, structure_file, out_indices,
                         frozen_stages, norm_eval, with_cp, zero_init_residual,
                         conv_cfg, norm_cfg, act_cfg, channels_last, causal,
-                        init_cfg, fast_depthwise, depthwise_fp32)
+                        init_cfg, fast_depthwise, depthwise_fp32,
+                        depthwise_triton)
         super().__init__(init_cfg=init_cfg)
         if arch is None and structure is None and structure_file is None:
             arch = 'E3D-M'
@@ -239,12 +251,13 @@ class E3D(BaseModule):
         self.causal = causal
         self.fast_depthwise = fast_depthwise
         self.depthwise_fp32 = depthwise_fp32
+        self.depthwise_triton = depthwise_triton
 
         # Blocks after the last returned one would never get a gradient.
         self._last_index = self.out_indices[-1]
         self.blocks = nn.ModuleList(
             build_units(block, conv_cfg, norm_cfg, act_cfg, with_cp, causal,
-                        fast_depthwise, depthwise_fp32)
+                        fast_depthwise, depthwise_fp32, depthwise_triton)
             for block in self.structure[:self._last_index + 1])
         # A streaming state is keyed by the names of the modules keeping it.
         for name, module in self.named_modules():
