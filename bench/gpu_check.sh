@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The GPU checks of E3D in one script, meant for at most 8 minutes on one
-# H100/H200-class GPU (each part is stopped at its own time limit, and the
-# compiled run gets what is left of $BUDGET seconds):
+# H100/H200-class GPU (each part is stopped at its own time limit; the speed
+# runs start only while $BUDGET seconds are not used up, the most important
+# first, and the compiled run gets what is left):
 #
 #   speed    bench/backbone_speed.py, E3D-M vs X3D-M at 16x224x224, batch 8,
 #            train and infer, interleaved round by round: fp32 and AMP
 #            (float16 + GradScaler) with the profile's depthwise share; AMP
-#            with E3D's depthwise convs in float32 (depthwise_fp32); fp32
-#            with E3D(channels_last=True), which must not be slower than
-#            contiguous on a GPU; inference with the batch norms folded into
-#            the convs. Each with the share of the memory-bandwidth limit
-#            reached.
+#            with E3D's depthwise convs in float32 (depthwise_fp32) and with
+#            the Triton depthwise kernels (depthwise_triton); inference with
+#            the batch norms folded into the convs; fp32 with
+#            E3D(channels_last=True), which must not be slower than
+#            contiguous on a GPU. Each with the share of the
+#            memory-bandwidth limit reached.
 #   stream   bench/stream_speed.py, causal E3D-S at 13x160x160: the whole
 #            clip against the functional stream_step and the static stream
 #            (a CUDA graph), one video and 8 videos as one batch.
@@ -76,7 +78,7 @@ else
     DATA_ARGS=""
     AMP="--amp"
     LIMIT=${LIMIT:-100}
-    BUDGET=${BUDGET:-470}
+    BUDGET=${BUDGET:-480}
 fi
 
 command -v nvidia-smi >/dev/null &&
@@ -103,9 +105,18 @@ run() {
     echo "($name: $((SECONDS - t)) s)"
 }
 
+# speed NAME LIMIT ARGS...: one backbone_speed.py run, within what is left
+# of $BUDGET (skipped when less than a minute is left)
 speed() {
     local name=$1 limit=$2
     shift 2
+    local left=$((BUDGET - (SECONDS - start)))
+    if ((left < 60)); then
+        echo "(speed_$name skipped: $((SECONDS - start)) s of $BUDGET used)"
+        echo skipped >"$RESULTS/speed_$name.rc"
+        return
+    fi
+    ((limit > left)) && limit=$left
     # shellcheck disable=SC2086
     run "speed_$name" "$limit" "$PYTHON" bench/backbone_speed.py \
         --device "$DEVICE" --models $MODELS $SPEED --modes train infer \
@@ -113,15 +124,12 @@ speed() {
     grep -E '^(E3D|X3D)|verdict|bandwidth' "$RESULTS/speed_$name.txt"
 }
 
+# In the order of what matters most, so that a slow machine loses the
+# extras: the baseline speeds, streaming, the CUDA training path, memory,
+# then the variants, torch.compile last.
 if has_part speed; then
     speed fp32 "$LIMIT" --profile --profile-steps 3
-    if [ -n "$AMP" ]; then
-        speed amp "$LIMIT" --amp --profile --profile-steps 3
-        speed amp_dw_fp32 "$LIMIT" --amp --e3d-options depthwise_fp32=True
-    fi
-    # inference with the batch norms folded into the convs
-    speed "${AMP:+amp_}fuse_bn" "$LIMIT" $AMP --modes infer --fuse-bn
-    speed e3d_channels_last "$LIMIT" --e3d-options channels_last=True
+    [ -n "$AMP" ] && speed amp "$LIMIT" --amp --profile --profile-steps 3
 fi
 
 if has_part stream; then
@@ -132,13 +140,6 @@ if has_part stream; then
             --batch "$batch" --json "$RESULTS/stream_b$batch.json"
         grep -E '^\[torch\] (ratio|static stream)' "$RESULTS/stream_b$batch.txt"
     done
-fi
-
-if has_part memory; then
-    # shellcheck disable=SC2086
-    run memory "$LIMIT" "$PYTHON" bench/memory_check.py --device "$DEVICE" \
-        $MEMORY_ARGS --json "$RESULTS/memory.json"
-    cat "$RESULTS/memory.txt"
 fi
 
 if has_part train; then
@@ -164,15 +165,32 @@ if has_part train; then
         "$RESULTS/test.txt" | sed 's/^.*\(Epoch\)/\1/'
 fi
 
+if has_part memory; then
+    # shellcheck disable=SC2086
+    run memory "$LIMIT" "$PYTHON" bench/memory_check.py --device "$DEVICE" \
+        $MEMORY_ARGS --json "$RESULTS/memory.json"
+    cat "$RESULTS/memory.txt"
+fi
+
+if has_part speed; then
+    P=${AMP:+amp_}
+    if [ -n "$AMP" ]; then
+        speed amp_dw_fp32 "$LIMIT" --amp --e3d-options depthwise_fp32=True
+    fi
+    # the Triton depthwise kernels (their first compile takes a while)
+    if "$PYTHON" -c 'import triton' 2>/dev/null; then
+        speed "${P}triton" $((LIMIT + 60)) $AMP \
+            --e3d-options depthwise_triton=True
+    fi
+    # inference with the batch norms folded into the convs
+    speed "${P}fuse_bn" "$LIMIT" $AMP --modes infer --fuse-bn
+    speed e3d_channels_last "$LIMIT" --e3d-options channels_last=True
+fi
+
 # torch.compile last, in the time left: compiling both networks' train
 # graphs takes minutes
 if has_part compile; then
-    left=$((BUDGET - (SECONDS - start)))
-    if ((left >= 60)); then
-        speed "${AMP:+amp_}compile" "$left" --modes train --compile $AMP
-    else
-        echo "(compile skipped: $((SECONDS - start)) s of $BUDGET used)"
-    fi
+    speed "${AMP:+amp_}compile" "$BUDGET" --modes train --compile $AMP
 fi
 
 echo "(all parts: $((SECONDS - start)) s)"

@@ -23,8 +23,9 @@ TRAIN_CLIPS = 300
 TRAIN_VS_X3D = 1.5
 INFER_CLIPS = 1500
 STREAM_RATIO = 1.3
-SPEED_CONFIGS = ('fp32', 'amp', 'amp_dw_fp32', 'fuse_bn', 'amp_fuse_bn',
-                 'amp_compile', 'compile', 'e3d_channels_last')
+SPEED_CONFIGS = ('fp32', 'amp', 'amp_dw_fp32', 'triton', 'amp_triton',
+                 'fuse_bn', 'amp_fuse_bn', 'amp_compile', 'compile',
+                 'e3d_channels_last')
 
 
 def load(folder, name):
@@ -40,11 +41,18 @@ def load(folder, name):
 
 
 def exit_code(folder, name):
-    """The exit status a part recorded in ``name.rc``, or None."""
+    """The exit status a part recorded in ``name.rc`` (an int, or
+    ``'skipped'`` when the time budget was used up), or None."""
     try:
         with open(osp.join(folder, name + '.rc'), encoding='ascii') as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
+            text = f.read().strip()
+    except OSError:
+        return None
+    if text == 'skipped':
+        return text
+    try:
+        return int(text)
+    except ValueError:
         return None
 
 
@@ -84,7 +92,9 @@ def speed_rows(folder, table):
         data = load(folder, f'speed_{config}.json')
         rc = exit_code(folder, f'speed_{config}')
         if data is None:
-            if rc is not None:
+            if rc == 'skipped':
+                table.add('speed', config, 'run', 'skipped (time budget)')
+            elif rc is not None:
                 table.add('speed', config, 'run', f'failed (exit {rc})')
             continue
         runs[config] = data

@@ -60,6 +60,8 @@ def test_table_targets_from_result_files(tmp_path):
     _write(tmp_path, 'speed_e3d_channels_last.json', _speed(
         *models, (148.0, 114.0), (890.0, 670.0)))
     _write(tmp_path, 'speed_amp_compile.rc', '124\n')
+    _write(tmp_path, 'speed_e3d_channels_last.rc', '0\n')
+    _write(tmp_path, 'speed_amp_triton.rc', 'skipped\n')
     _write(tmp_path, 'stream_b1.json', dict(
         arch='E3D-S', frames=13, size=160, batch=1, runtimes=dict(torch=dict(
             ms_per_frame=dict(whole=dict(median=0.8)),
@@ -99,6 +101,7 @@ def test_table_targets_from_result_files(tmp_path):
     share = [r for r in table if r[2].startswith('train depthwise share')]
     assert share[0][3] == 'E3D-M 50% of 48.0 ms'
     assert ['speed', 'amp_compile', 'run', 'failed (exit 124)'] in table
+    assert ['speed', 'amp_triton', 'run', 'skipped (time budget)'] in table
     graph = by_figure[('4 stream', 'static stream (CUDA graph) / whole')]
     assert graph[3:] == ['1.20 (max abs diff 1e-06)', '<= 1.3', 'yes']
     functional = by_figure[('4 stream', 'functional stream_step / whole')]
