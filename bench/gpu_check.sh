@@ -33,8 +33,10 @@
 # Smoke test of the whole script on a CPU (tiny sizes, no AMP, minutes):
 #     DEVICE=cpu bash bench/gpu_check.sh
 # Each part's output (NAME.txt), exit status (NAME.rc) and figures
-# (NAME.json) go to $OUT, or to work_dirs/gpu_check when OUT is not set;
-# PARTS="speed stream" runs some parts only.
+# (NAME.json) go to $RESULTS (default $OUT, else work_dirs/gpu_check); the
+# train part's videos, checkpoints and work dirs to $SCRATCH (default
+# $RESULTS/scratch); PACK_TO=DIR also packs the results (not the scratch)
+# into DIR/gpu_check_results.tar.gz. PARTS="speed stream" runs some parts.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,10 +44,12 @@ start=$SECONDS
 
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
-RESULTS=${OUT:-work_dirs/gpu_check}
+RESULTS=${RESULTS:-${OUT:-work_dirs/gpu_check}}
 PARTS=${PARTS:-speed stream memory train compile}
 mkdir -p "$RESULTS"
 RESULTS=$(cd "$RESULTS" && pwd)
+# the generated videos, checkpoints and work dirs of the train part
+SCRATCH=${SCRATCH:-$RESULTS/scratch}
 
 if ls .whl/*.whl >/dev/null 2>&1 &&
     ! "$PYTHON" -c 'import mmengine, mmaction, decord' 2>/dev/null; then
@@ -143,7 +147,7 @@ if has_part stream; then
 fi
 
 if has_part train; then
-    data=$RESULTS/data
+    data=$SCRATCH/data
     config=configs/e3d/e3d_xs_8x4x1_synthetic-motion.py
     # shellcheck disable=SC2086
     run data 120 "$PYTHON" tools/data/synthetic_motion.py --out "$data" \
@@ -157,9 +161,9 @@ if has_part train; then
     done
     # shellcheck disable=SC2086
     run train $((LIMIT * 2)) bash tools/dist_train.sh "$config" 1 $AMP \
-        --work-dir "$RESULTS/train_work" --cfg-options "${options[@]}"
+        --work-dir "$SCRATCH/train_work" --cfg-options "${options[@]}"
     run test "$LIMIT" "$PYTHON" tools/test.py "$config" \
-        "$RESULTS/train_work/epoch_1.pth" --work-dir "$RESULTS/test_work" \
+        "$SCRATCH/train_work/epoch_1.pth" --work-dir "$SCRATCH/test_work" \
         --cfg-options "${options[@]}"
     grep -hE 'Epoch\((val|test)\).*acc/top1' "$RESULTS/train.txt" \
         "$RESULTS/test.txt" | sed 's/^.*\(Epoch\)/\1/'
@@ -195,3 +199,9 @@ fi
 
 echo "(all parts: $((SECONDS - start)) s)"
 "$PYTHON" bench/gpu_check_table.py "$RESULTS"
+if [ -n "${PACK_TO:-}" ]; then
+    # one small archive of every part's output and figures (no scratch)
+    mkdir -p "$PACK_TO"
+    tar -czf "$PACK_TO/gpu_check_results.tar.gz" -C "$RESULTS" \
+        --exclude=./scratch . && echo "results: $PACK_TO/gpu_check_results.tar.gz"
+fi
