@@ -79,6 +79,7 @@ shortcut (where the width does not change) as an in-place sum, after a
 Activation bytes scale with the batch, parameter bytes do not
 (:attr:`Traffic.weight_bytes` is the batch-independent part).
 """
+import contextlib
 import numbers
 from typing import Dict, NamedTuple, Tuple
 
@@ -525,6 +526,29 @@ def module_traffic(model, input_shape, element_bytes=4,
     return _total(ops, trained, element_bytes, mode == 'train')
 
 
-__all__ = ['PARAM_BYTES', 'ELEMENT_BYTES', 'MODES', 'KINDS', 'Op', 'Traffic',
+@contextlib.contextmanager
+def saved_tensors(model=None):
+    """While active, record every distinct storage autograd saves for
+    backward, each once, leaving out ``model``'s parameters and buffers:
+    yields a dict ``{storage pointer: bytes}``, filled as forwards run. Its
+    sum for one float32 training forward of an E3D backbone is what
+    :attr:`~e3d_plugin.cost.Cost.activation_bytes` predicts."""
+    import torch
+    own = set() if model is None else {
+        t.untyped_storage().data_ptr()
+        for t in list(model.parameters()) + list(model.buffers())}
+    saved = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in own:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield saved
+
+
+__all__ = ['saved_tensors', 'PARAM_BYTES', 'ELEMENT_BYTES', 'MODES', 'KINDS', 'Op', 'Traffic',
            'op_bytes', 'time_floor', 'unit_ops', 'structure_ops',
            'structure_traffic', 'module_ops', 'module_traffic']

@@ -6,6 +6,7 @@ from mmengine.analysis import FlopAnalyzer
 from e3d_plugin.cost import analyze_cost, compute_cost, output_shape
 from e3d_plugin.models import E3D
 from e3d_plugin.structure import Structure, load_structure
+from e3d_plugin.traffic import saved_tensors
 
 
 def measured(structure, image_size, frames):
@@ -108,16 +109,6 @@ def measured_memory(structure, image_size, frames, **backbone):
     model = E3D(structure=list(structure), **backbone).train()
     height, width = (image_size, image_size) if isinstance(
         image_size, int) else image_size
-    own = {t.untyped_storage().data_ptr()
-           for t in list(model.parameters()) + list(model.buffers())}
-    saved = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in own:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
     largest = [0]
 
     def hook(module, inputs, output):
@@ -127,7 +118,7 @@ def measured_memory(structure, image_size, frames, **backbone):
         if not list(module.children()) or isinstance(module, ResidualUnit):
             module.register_forward_hook(hook)
     x = torch.randn(1, structure.in_channels, frames, height, width)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_tensors(model) as saved:
         out = model(x)
     out.sum().backward()  # what was saved is what backward needs
     return largest[0], sum(saved.values())
