@@ -76,6 +76,30 @@ def check_voxels(what, voxels):
             'builds at once')
 
 
+def check_output_option(parser, path, option='--json'):
+    """End through ``parser.error`` (one line, exit code 2) unless
+    ``path`` is None or a file that can be written (``check_output_path``
+    of ``e3d_plugin.launch``, which accepts folders still to be made:
+    :func:`write_json` makes them)."""
+    if path is None:
+        return
+    from e3d_plugin.launch import LaunchError, check_output_path
+    try:
+        check_output_path(path, option)
+    except LaunchError as e:
+        parser.error(str(e))
+
+
+def write_json(path, data):
+    """Write ``data`` to ``path`` as JSON, making the folders above it."""
+    import json
+    import os
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(data, f, indent=1)
+
+
 def check_device(device, option='--device'):
     """``ValueError`` unless ``device`` is ``cpu``, ``cuda`` or ``cuda:N``
     of an existing GPU."""

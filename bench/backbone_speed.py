@@ -72,7 +72,6 @@ import argparse
 import ast
 import copy
 import inspect
-import json
 import os
 import os.path as osp
 import platform
@@ -88,7 +87,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 import _interleave  # noqa: E402
 from _args import (MAX_ROUNDS, MAX_VOXELS, bounded_int,  # noqa: E402
-                   finite_float)
+                   check_output_option, finite_float, write_json)
 from e3d_plugin.launch import OneLineArgumentParser  # noqa: E402
 
 MODELS = ('E3D-XS', 'E3D-S', 'E3D-M', 'E3D-L', 'X3D-M')
@@ -205,12 +204,8 @@ def parse_args(argv=None):
         parser.error(f'--batch x --frames x --size x --size is {voxels} '
                      f'voxels, more than the {MAX_VOXELS} a step takes; '
                      'lower --batch, --frames or --size')
-    if args.json is not None and not args.worker:
-        from e3d_plugin.launch import LaunchError, check_output_path
-        try:
-            check_output_path(args.json, '--json')
-        except LaunchError as e:
-            parser.error(str(e))
+    if not args.worker:
+        check_output_option(parser, args.json)
     return args
 
 
@@ -987,8 +982,7 @@ def main(argv=None):
         raise
     report(data)
     if args.json:
-        with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(data, f, indent=1)
+        write_json(args.json, data)
     return 0
 
 

@@ -27,14 +27,14 @@ It prints one line per preset and batch and the ratios held / predicted and
 peak / predicted: how to turn a GPU's memory into an ``activation_bytes``
 budget (README, "Cost model").
 """
-import json
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from _args import bounded_int, check_device, fail  # noqa: E402
+from _args import (bounded_int, check_device,  # noqa: E402
+                   check_output_option, fail, write_json)
 from e3d_plugin.launch import OneLineArgumentParser  # noqa: E402
 
 # The clip (frames, size) each preset was searched for.
@@ -61,12 +61,7 @@ def parse_args(argv=None):
     parser.add_argument('--json', metavar='FILE',
                         help='also write the rows to FILE as JSON')
     args = parser.parse_args(argv)
-    if args.json is not None:
-        from e3d_plugin.launch import LaunchError, check_output_path
-        try:
-            check_output_path(args.json, '--json')
-        except LaunchError as e:
-            parser.error(str(e))
+    check_output_option(parser, args.json)
     return args
 
 
@@ -74,18 +69,8 @@ def saved_bytes(model, clip):
     """Bytes of the distinct storages autograd saves in a forward of
     ``model`` on ``clip`` (parameters and buffers excluded), and the
     output."""
-    import torch
-    own = {t.untyped_storage().data_ptr()
-           for t in list(model.parameters()) + list(model.buffers())}
-    saved = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in own:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    from e3d_plugin.traffic import saved_tensors
+    with saved_tensors(model) as saved:
         out = model(clip)
     return sum(saved.values()), out
 
@@ -172,9 +157,8 @@ def main(argv=None):
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
     if args.json:
-        with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(dict(device=str(device), torch=torch.__version__,
-                           rows=rows), f, indent=1)
+        write_json(args.json, dict(device=str(device),
+                                   torch=torch.__version__, rows=rows))
     return 0
 
 

@@ -36,7 +36,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 from _args import (MAX_ROUNDS, bounded_int, check_device,  # noqa: E402
-                   check_voxels, fail)
+                   check_output_option, check_voxels, fail,
+                   write_json)
 from e3d_plugin.launch import OneLineArgumentParser  # noqa: E402
 
 RUNTIMES = ('torch', 'onnxruntime', 'both')
@@ -63,12 +64,7 @@ def parse_args(argv=None):
     parser.add_argument('--json', metavar='FILE',
                         help='also write the figures to FILE as JSON')
     args = parser.parse_args(argv)
-    if args.json is not None:
-        from e3d_plugin.launch import LaunchError, check_output_path
-        try:
-            check_output_path(args.json, '--json')
-        except LaunchError as e:
-            parser.error(str(e))
+    check_output_option(parser, args.json)
     return args
 
 
@@ -335,9 +331,7 @@ def main(argv=None):
     print(f'state: {len(warm_state)} tensors, '
           f'{state_nbytes(warm_state) / 1024:.1f} KB')
     if args.json:
-        import json
-        with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(figures, f, indent=1)
+        write_json(args.json, figures)
     return 0
 
 
