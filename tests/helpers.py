@@ -128,3 +128,45 @@ def stand_in_train_config(root, base):
         test_dataloader = val_dataloader
         '''))
     return str(train)
+
+
+def random_weights(model, seed=0):
+    """``model`` in eval mode with weights and norm statistics drawn at
+    random (outputs of order 1, residual branches carrying signal), so
+    that equalities are not met by near-zero tensors."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith('running_var'):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) +
+                             0.5)
+            elif name.endswith(('running_mean', 'bias')):
+                tensor.copy_(
+                    torch.randn(tensor.shape, generator=generator) * 0.1)
+            elif tensor.dim() > 1:
+                fan_in = tensor[0].numel()
+                tensor.copy_(
+                    torch.randn(tensor.shape, generator=generator) /
+                    fan_in**0.5)
+            else:
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) +
+                             0.5)
+    model.eval()  # a statement: mmaction2's X3D.train returns None
+    return model
+
+
+def stream_in_chunks(model, x, chunk):
+    """Feed ``x`` (N, C, T, H, W) to ``model.stream_step`` ``chunk``
+    frames at a time from a fresh state: the outputs and the last state."""
+    import torch
+    state = model.init_stream(x.shape[0])
+    outs = []
+    with torch.no_grad():
+        for start in range(0, x.shape[2], chunk):
+            out, state = model.stream_step(x[:, :, start:start + chunk],
+                                           state)
+            outs.append(out)
+    return outs, state

@@ -8,23 +8,7 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from e3d_plugin.models import E3D, fuse_conv_bn
-
-
-def randomize_norms(model, seed=0):
-    """Running statistics and affine parameters away from their init, so
-    that folding them changes every weight."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                shape = m.running_mean.shape
-                m.running_mean.copy_(torch.randn(shape, generator=generator)
-                                     * 0.2)
-                m.running_var.copy_(torch.rand(shape, generator=generator)
-                                    + 0.5)
-                m.weight.copy_(torch.rand(shape, generator=generator) + 0.5)
-                m.bias.copy_(torch.randn(shape, generator=generator) * 0.1)
-    return model
+from tests.helpers import random_weights
 
 
 def count_norms(model):
@@ -35,7 +19,7 @@ def count_norms(model):
                                        ('E3D-S', (3, 33))])
 def test_fused_e3d_equals_eval_mode(arch, clip):
     torch.manual_seed(0)
-    model = randomize_norms(E3D(arch=arch)).eval()
+    model = random_weights(E3D(arch=arch))
     norms = count_norms(model)
     frames, size = clip
     x = torch.randn(2, 3, frames, size, size)
@@ -53,7 +37,7 @@ def test_fused_e3d_equals_eval_mode(arch, clip):
 
 def test_fused_causal_stream_equals_the_whole_clip():
     torch.manual_seed(1)
-    model = randomize_norms(E3D(arch='E3D-XS', causal=True)).eval()
+    model = random_weights(E3D(arch='E3D-XS', causal=True))
     x = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
         expected = model(x)
@@ -70,8 +54,7 @@ def test_fused_causal_stream_equals_the_whole_clip():
 def test_fused_x3d_equals_eval_mode():
     from mmaction.models.backbones import X3D
     torch.manual_seed(2)
-    model = randomize_norms(X3D(gamma_w=1, gamma_b=2.25, gamma_d=2.2))
-    model.eval()  # X3D.train returns None, not the module
+    model = random_weights(X3D(gamma_w=1, gamma_b=2.25, gamma_d=2.2))
     x = torch.randn(1, 3, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)

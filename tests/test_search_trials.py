@@ -723,6 +723,19 @@ BAD_INPUTS = [
 ]
 
 
+def run_tool_main(setup, capsys, argv):
+    """The exit code of the trials tool's main on ``argv`` (with the
+    stand-in trainer; argparse's usage errors caught) and what it wrote to
+    stderr."""
+    capsys.readouterr()
+    try:
+        code = load_tool('search_trials').main(
+            argv, train_command=[sys.executable, setup['trainer']])
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    return code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize('extra,message', BAD_INPUTS)
 def test_tool_bad_inputs_one_line_exit_2(extra, message, setup, capsys):
     tmp = setup['tmp']
@@ -739,13 +752,7 @@ def test_tool_bad_inputs_one_line_exit_2(extra, message, setup, capsys):
     train = setup['train']
     argv = [search, '--train-config', train, '--work-dir', work,
             '--num-candidates', '5'] + extra
-    capsys.readouterr()
-    try:
-        code = load_tool('search_trials').main(
-            argv, train_command=[sys.executable, setup['trainer']])
-    except SystemExit as e:  # argparse's usage errors
-        code = e.code
-    err = capsys.readouterr().err
+    code, err = run_tool_main(setup, capsys, argv)
     assert code == 2
     assert err == message.format(**values) + '\n'
     assert not osp.exists(work)
@@ -779,13 +786,8 @@ def test_tool_refuses_foreign_work_dirs_and_untrainable_settings(
     before = sorted(os.listdir(work))
     argv = [SEARCH, '--train-config', setup['train'], '--work-dir',
             str(work), '--num-candidates', '5'] + extra
-    capsys.readouterr()
-    try:
-        code = load_tool('search_trials').main(
-            argv, train_command=[sys.executable, setup['trainer']])
-    except SystemExit as e:  # argparse's usage errors
-        code = e.code
-    err = capsys.readouterr().err.splitlines()
+    code, err = run_tool_main(setup, capsys, argv)
+    err = err.splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith('error: ' + message.format(
         work=work, train=setup['train'])), err[0]

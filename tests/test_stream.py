@@ -7,6 +7,7 @@ from mmaction.registry import MODELS
 from mmengine.registry import init_default_scope
 
 from e3d_plugin.models import E3D, StreamingRecognizer3D, as_streaming
+from tests.helpers import random_weights, stream_in_chunks
 
 KINDS = ['conv', 'res', 'btn', 'dwbtn']
 
@@ -16,44 +17,8 @@ def _mmaction_scope():
     init_default_scope('mmaction')
 
 
-def random_weights(model, seed=0):
-    """Weights and norm statistics drawn at random (outputs of order 1), so
-    that equalities are not met by near-zero tensors."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith('running_var'):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) +
-                             0.5)
-            elif name.endswith(('running_mean', 'bias')):
-                tensor.copy_(
-                    torch.randn(tensor.shape, generator=generator) * 0.1)
-            elif tensor.dim() > 1:
-                fan_in = tensor[0].numel()
-                tensor.copy_(
-                    torch.randn(tensor.shape, generator=generator) /
-                    fan_in**0.5)
-            else:
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) +
-                             0.5)
-    return model.eval()
-
-
 def causal_backbone(structure, **kwargs):
     return random_weights(E3D(structure=structure, causal=True, **kwargs))
-
-
-def stream(model, x, chunk):
-    state = model.init_stream(x.shape[0])
-    outs = []
-    with torch.no_grad():
-        for start in range(0, x.shape[2], chunk):
-            out, state = model.stream_step(x[:, :, start:start + chunk],
-                                           state)
-            outs.append(out)
-    return outs, state
 
 
 @pytest.mark.parametrize('kind', KINDS)
@@ -120,7 +85,7 @@ def test_stream_equals_whole_clip(structure_of, kind, chunk):
     x = torch.randn(2, 3, 7, 33, 31)  # odd sizes, strided blocks
     with torch.no_grad():
         whole = model(x)
-    outs, state = stream(model, x, chunk)
+    outs, state = stream_in_chunks(model, x, chunk)
     for index in range(2):
         streamed = torch.cat([o[index] for o in outs], 2)
         assert streamed.shape == whole[index].shape

@@ -6,47 +6,14 @@ import pytest
 import torch
 
 from e3d_plugin.models import E3D, StaticStream
+from tests.helpers import random_weights, stream_in_chunks
 
 SIZE = (33, 31)  # odd: strided blocks round up
 
 
-def randomized(model, seed=0):
-    """Random weights and norm statistics (outputs of order 1, residual
-    branches carrying signal), in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith('running_var'):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator)
-                             + 0.5)
-            elif name.endswith(('running_mean', 'bias')):
-                tensor.copy_(torch.randn(tensor.shape, generator=generator)
-                             * 0.1)
-            elif tensor.dim() > 1:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator)
-                             / tensor[0].numel()**0.5)
-            else:
-                tensor.copy_(torch.rand(tensor.shape, generator=generator)
-                             + 0.5)
-    return model.eval()
-
-
 def backbone(structure_of, se=0.0, **kwargs):
-    return randomized(
+    return random_weights(
         E3D(structure=structure_of('dwbtn', se=se), causal=True, **kwargs))
-
-
-def functional(model, x, chunk):
-    state = model.init_stream(x.shape[0])
-    outs = []
-    with torch.no_grad():
-        for start in range(0, x.shape[2], chunk):
-            out, state = model.stream_step(x[:, :, start:start + chunk],
-                                           state)
-            outs.append(out)
-    return outs, state
 
 
 def as_tuple(feats):
@@ -68,7 +35,7 @@ def test_static_stream_equals_functional_and_whole_clip(
     x = torch.randn(2, 3, 6, *SIZE)
     with torch.no_grad():
         whole = as_tuple(model(x))
-    expected, expected_state = functional(model, x, chunk)
+    expected, expected_state = stream_in_chunks(model, x, chunk)
     stream = StaticStream(model, 2, SIZE, chunk=chunk)
     assert stream.graph is False and stream.per_video_reset is (se == 0)
     pointers = {k: v.data_ptr() for k, v in stream.state.items()}
@@ -187,7 +154,7 @@ def test_refusals_are_one_line(structure_of):
             call(*args, **kwargs)
         assert len(str(info.value).splitlines()) == 1
 
-    plain = randomized(E3D(structure=structure_of('res')))
+    plain = random_weights(E3D(structure=structure_of('res')))
     refused('causal=True', StaticStream, plain, 1, SIZE)
     model = backbone(structure_of)
     refused('eval mode', StaticStream, model.train(), 1, SIZE)
