@@ -38,6 +38,8 @@ if name == os.environ.get('FAIL_RUN'):
     print('RuntimeError: out of memory at step 3')
     sys.exit(1)
 time.sleep(float(os.environ.get('SLEEP', '0')))
+if name == os.environ.get('SLOW_RUN'):
+    time.sleep(2.0)
 out = os.path.join(run_dir, '20990101_000000', 'vis_data')
 os.makedirs(out)
 with open(os.path.join(out, 'scalars.json'), 'w') as f:
@@ -106,6 +108,15 @@ def test_runs_at_once_single_threaded_and_recorded(fake, monkeypatch):
     # nothing left to train on a rerun
     assert fake['make'](jobs=2).run(fake['runs']()) == []
     assert len(fake['calls']()) == 4
+
+
+def test_records_come_in_the_order_of_the_runs(fake, monkeypatch):
+    # the first run ends last; the records still follow the runs given
+    monkeypatch.setenv('SLOW_RUN', 'm_seed0')
+    records = fake['make'](jobs=2).run(fake['runs'](seeds=(0, 1, 2)))
+    assert [r['seed'] for r in records] == [0, 1, 2]
+    ends = {c['name']: c['end'] for c in fake['calls']()}
+    assert ends['m_seed1'] < ends['m_seed0']
 
 
 def test_threads_and_gpus_slots(fake):

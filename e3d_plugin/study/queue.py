@@ -569,7 +569,8 @@ class RunQueue:
 
     def run(self, runs, describe=None):
         """Train every run of ``runs`` not finished yet; return the records
-        of the runs trained now. A run that fails is recorded and the
+        of the runs trained now, in the order of ``runs`` (whichever
+        finished first). A run that fails is recorded and the
         others go on, unless no run has finished yet (then it is most
         likely the config, and the queue stops with ``error``).
 
@@ -592,6 +593,7 @@ class RunQueue:
         # slot index -> (proc, log, run, begun, position, start time)
         active = {}
         trained = []
+        numbers = []  # each trained record's position in the queue
         started = time.monotonic()
         position = finished_before
         succeeded = finished_before
@@ -621,6 +623,7 @@ class RunQueue:
                     record = self._record(run, proc.returncode,
                                           time.monotonic() - begun, at)
                     trained.append(record)
+                    numbers.append(number)
                     elapsed = time.monotonic() - started
                     left = len(pending) + len(active)
                     eta = (statistics.fmean(r['elapsed_s'] for r in trained)
@@ -647,7 +650,8 @@ class RunQueue:
             for proc, log, *_ in active.values():
                 self._stop(proc)
                 log.close()
-        return trained
+        return [record for _, record in sorted(zip(numbers, trained),
+                                               key=lambda pair: pair[0])]
 
     def failed(self, runs):
         """Runs of ``runs`` without a finished result:
