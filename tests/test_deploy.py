@@ -9,7 +9,7 @@ import torch
 from mmaction.registry import MODELS
 from mmengine.registry import init_default_scope
 
-from e3d_plugin.deploy import (DeployError, RecognizerLogits,
+from e3d_plugin.deploy import (DeployError, RecognizerLogits, VideoFrames,
                                export_onnx, export_stream_onnx,
                                onnx_stream_video, ort_session, parity,
                                random_clips, randomize_weights, read_video,
@@ -129,6 +129,30 @@ def write_video(path, frames=12, size=64, label=1):
     return str(path)
 
 
+def test_video_frames_in_chunks_are_the_whole_video(tmp_path):
+    from mmengine.config import Config
+    cfg = Config.fromfile(CAUSAL_CONFIG)
+    path = write_video(tmp_path / 'v.mp4', 40, 64)
+    whole = read_video(cfg, path, 2)
+    assert whole.shape == (1, 3, 20, 64, 64)
+    video = VideoFrames(cfg, path, 2)
+    assert len(video) == 20
+    assert torch.equal(video.decode(0, 20), whole)
+    for size, block in ((1, None), (3, None), (3, 4), (7, 7), (20, None),
+                        (50, None)):
+        parts = list(video.chunks(size, block))
+        starts = [start for start, _ in parts]
+        assert starts == list(range(0, 20, size))
+        assert all(p.shape[2] == min(size, 20 - s) for s, p in parts)
+        assert torch.equal(torch.cat([p for _, p in parts], 2), whole)
+    assert torch.equal(VideoFrames(cfg, path, 2, max_frames=5).decode(0, 5),
+                       whole[:, :, :5])
+    with pytest.raises(DeployError, match='chunk must be a positive int'):
+        next(video.chunks(0))
+    with pytest.raises(DeployError, match='no frames 20..21 in the 20'):
+        video.decode(20, 21)
+
+
 def test_stream_step_onnx_over_a_video(tmp_path, structure_of):
     from mmengine.config import Config
     cfg = Config.fromfile(CAUSAL_CONFIG)
@@ -231,6 +255,8 @@ def xs_checkpoint(tmp_path):
      'error: model: model.backbone: streaming needs a causal E3D backbone'),
     ('stream', ['{config}', '{xs}', '{video}', '--chunk', '0'],
      'error: --chunk must be >= 1'),
+    ('stream', ['{config}', '{xs}', '{video}', '--compare-frames', '-1'],
+     'error: --compare-frames must be >= 0'),
     ('stream', ['{config}', '{xs}', '{notvideo}'],
      "error: cannot decode video '{notvideo}'"),
 ])
@@ -283,3 +309,41 @@ def test_stream_tool_prints_every_frame(tmp_path, capsys):
     assert 'ms per new frame' in last and 'state 745.0 KB' in last
     diff = float(last.rsplit('max abs diff ', 1)[1])
     assert diff <= 1e-5
+
+
+def test_stream_tool_decodes_in_blocks(tmp_path, capsys, monkeypatch):
+    from e3d_plugin.deploy import video as video_module
+    checkpoint = xs_checkpoint(tmp_path)
+    # 120 video frames every 4th: 30 frames, more than one block of 16
+    video = write_video(tmp_path / 'v.mp4', 120, 64)
+    decoded = []
+    decode = video_module.VideoFrames.decode
+
+    def spy(self, start, stop):
+        frames = decode(self, start, stop)
+        decoded.append(frames.shape[2])
+        return frames
+
+    monkeypatch.setattr(video_module.VideoFrames, 'decode', spy)
+    runs = {}
+    for compare in ('30', '29'):
+        decoded.clear()
+        code, out, err = run_tool(
+            'stream', [CAUSAL_CONFIG, checkpoint, video, '--every', '10',
+                       '--compare-frames', compare], capsys)
+        assert code == 0, err
+        assert decoded == [16, 14]
+        lines = out.splitlines()
+        assert lines[0] == (f'{video}: 30 frames (every 4), 64x64, '
+                            'streamed 1 at a time')
+        runs[compare] = [line for line in lines if line.startswith('frame')]
+        last = lines[-1]
+        if compare == '30':
+            assert float(last.rsplit('max abs diff ', 1)[1]) <= 1e-5
+        else:
+            assert last.endswith('the whole-clip check is skipped for more '
+                                 'than 29 frames (--compare-frames)')
+    assert [line.split(':')[0] for line in runs['30']] == [
+        'frame   10 (video frame   36)', 'frame   20 (video frame   76)',
+        'frame   30 (video frame  116)']
+    assert runs['30'] == runs['29']

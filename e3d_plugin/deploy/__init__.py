@@ -14,7 +14,7 @@ from .export import (MAX_VOXELS, RecognizerLogits, build_recognizer,
                      write_onnx)
 from .stream import (StreamStepModule, export_stream_onnx, onnx_stream_video,
                      state_nbytes, stream_video)
-from .video import read_video, spatial_steps
+from .video import VideoFrames, read_video, spatial_steps
 
 __all__ = [
     'DeployError', 'MAX_VOXELS', 'RecognizerLogits', 'build_recognizer',
@@ -23,6 +23,6 @@ __all__ = [
     'load_checkpoint', 'load_config', 'ort_session', 'ort_vs_torch_latency',
     'parity', 'random_clips', 'randomize_weights', 'recipe_clip',
     'summarize', 'try_forward', 'StreamStepModule', 'export_stream_onnx',
-    'onnx_stream_video', 'state_nbytes', 'stream_video', 'read_video',
-    'spatial_steps'
+    'onnx_stream_video', 'state_nbytes', 'stream_video', 'VideoFrames',
+    'read_video', 'spatial_steps'
 ]

@@ -68,47 +68,106 @@ def _decode_error(path, error):
         f"cannot decode video '{path}' ({type(error).__name__}: {text})")
 
 
+class VideoFrames:
+    """The frames of the video at ``path`` as raw pixels, every
+    ``frame_interval``-th frame from the first (at most ``max_frames`` of
+    them), decoded a block at a time: a long video is never held whole.
+
+    ``len()`` is the number of frames taken. :meth:`chunks` yields them as
+    ``(start, frames)``, ``frames`` of shape ``(1, 3, t, H, W)`` (float32,
+    resized and cropped as the config's validation pipeline does).
+    """
+
+    def __init__(self, cfg, path, frame_interval=1, max_frames=None):
+        from mmaction.registry import TRANSFORMS
+        from mmengine.registry import init_default_scope
+
+        from .export import check_input_file
+        init_default_scope(cfg.get('default_scope', 'mmaction'))
+        check_input_file(path, 'video')
+        for name, value in (('frame_interval', frame_interval),
+                            ('max_frames', max_frames)):
+            if value is not None and (not isinstance(value, int)
+                                      or isinstance(value, bool)
+                                      or value < 1):
+                raise DeployError(
+                    f'{name} must be a positive int, got {value!r}')
+        self.path = path
+        self.frame_interval = frame_interval
+        results = dict(filename=path, start_index=0, modality='RGB')
+        try:
+            with native_stderr_muted():
+                results = TRANSFORMS.build(dict(type='DecordInit'))(results)
+        except Exception as e:  # decord raises its own error kinds
+            raise _decode_error(path, e) from None
+        self._reader = results['video_reader']
+        total = int(results['total_frames'])
+        # an interval past the end takes the first frame alone
+        indices = np.arange(0, total,
+                            min(frame_interval, max(total, 1)))
+        if max_frames is not None:
+            indices = indices[:max_frames]
+        if not len(indices):
+            raise DeployError(f"video '{path}' has no frames")
+        self.indices = indices
+        steps = [dict(type='DecordDecode')] + spatial_steps(cfg) + [
+            dict(type='FormatShape', input_format='NCTHW')
+        ]
+        try:
+            self._steps = [TRANSFORMS.build(step) for step in steps]
+        except Exception as e:  # an unknown or misconfigured transform
+            raise DeployError(
+                "cannot build the config's validation transforms "
+                f"({type(e).__name__}: {' '.join(str(e).split())})") from None
+
+    def __len__(self):
+        return len(self.indices)
+
+    def decode(self, start, stop):
+        """Frames ``start`` to ``stop`` (of those taken), ``(1, 3, t, H,
+        W)``."""
+        indices = self.indices[start:stop]
+        if not len(indices):
+            raise DeployError(
+                f'no frames {start}..{stop} in the {len(self)} taken from '
+                f"'{self.path}'")
+        # DecordDecode drops the reader from its results: hand it each time
+        results = dict(video_reader=self._reader, frame_inds=indices,
+                       clip_len=len(indices), num_clips=1,
+                       frame_interval=self.frame_interval,
+                       filename=self.path, start_index=0, modality='RGB',
+                       total_frames=len(self._reader))
+        try:
+            with native_stderr_muted():
+                for step in self._steps:
+                    results = step(results)
+        except Exception as e:  # decode or transform failure: name the file
+            raise _decode_error(self.path, e) from None
+        return torch.from_numpy(np.ascontiguousarray(
+            results['imgs'][:1])).float()
+
+    def chunks(self, size, block=None):
+        """Yield ``(start, frames)`` for consecutive chunks of ``size``
+        frames (the last may be shorter); decode ``block`` frames at a
+        time (default: ``size``, at least 16), so that short chunks do not
+        each cost a seek."""
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise DeployError(f'chunk must be a positive int, got {size!r}')
+        block = max(size, 16) if block is None else block
+        block = -(-block // size) * size  # whole chunks per block
+        for first in range(0, len(self), block):
+            frames = self.decode(first, first + block)
+            for offset in range(0, frames.shape[2], size):
+                yield first + offset, frames[:, :, offset:offset + size]
+
+
 def read_video(cfg, path, frame_interval=1, max_frames=None):
     """Frames of the video at ``path`` as raw pixels ``(1, 3, T, H, W)``
     (float32), every ``frame_interval``-th frame from the first, at most
-    ``max_frames`` of them."""
-    from mmaction.registry import TRANSFORMS
-    from mmengine.registry import init_default_scope
-
-    from .export import check_input_file
-    init_default_scope(cfg.get('default_scope', 'mmaction'))
-    check_input_file(path, 'video')
-    for name, value in (('frame_interval', frame_interval),
-                        ('max_frames', max_frames)):
-        if value is not None and (not isinstance(value, int) or isinstance(
-                value, bool) or value < 1):
-            raise DeployError(
-                f'{name} must be a positive int, got {value!r}')
-    results = dict(filename=path, start_index=0, modality='RGB')
-    try:
-        with native_stderr_muted():
-            results = TRANSFORMS.build(dict(type='DecordInit'))(results)
-    except Exception as e:  # decord raises its own error kinds
-        raise _decode_error(path, e) from None
-    total = int(results['total_frames'])
-    # an interval past the end takes the first frame alone
-    indices = np.arange(0, total, min(frame_interval, max(total, 1)))
-    if max_frames is not None:
-        indices = indices[:max_frames]
-    if not len(indices):
-        raise DeployError(f"video '{path}' has no frames")
-    results.update(frame_inds=indices, clip_len=len(indices),
-                   frame_interval=frame_interval, num_clips=1)
-    steps = [dict(type='DecordDecode')] + spatial_steps(cfg) + [
-        dict(type='FormatShape', input_format='NCTHW')
-    ]
-    try:
-        with native_stderr_muted():
-            for step in steps:
-                results = TRANSFORMS.build(step)(results)
-    except Exception as e:  # decode or transform failure: name the file
-        raise _decode_error(path, e) from None
-    return torch.from_numpy(np.ascontiguousarray(results['imgs'][:1])).float()
+    ``max_frames`` of them, all at once (:class:`VideoFrames` decodes a
+    long video in parts)."""
+    video = VideoFrames(cfg, path, frame_interval, max_frames)
+    return video.decode(0, len(video))
 
 
-__all__ = ['read_video', 'spatial_steps']
+__all__ = ['VideoFrames', 'read_video', 'spatial_steps']
