@@ -364,28 +364,33 @@ def measure_bandwidth(device, mib, repeats=BANDWIDTH_REPEATS):
 def step_traffic(name, model, args):
     """``{mode: figures}`` of the bytes one step of each of ``args.modes``
     moves (:mod:`e3d_plugin.traffic`; activations of 2 bytes with --amp,
-    else 4): ``total``, ``by_kind`` and the rest of
+    else 4; with --amp and ``E3D(depthwise_fp32=True)``, those of the
+    depthwise convs 4, and their casts): ``total``, ``by_kind`` and the rest of
     :meth:`~e3d_plugin.traffic.Traffic.as_dict`, and ``source``. For E3D,
     the structure count where it equals the hook count of the built
     ``model`` (options such as ``frozen_stages`` change the work: then the
     hook count), for other models the hook count (meta device, cheap)."""
     from e3d_plugin.traffic import module_traffic, structure_traffic
     element = 2 if args.amp else 4
+    # E3D(depthwise_fp32=True) computes its depthwise convs in float32
+    # under autocast, with casts
+    dw = 4 if args.amp and getattr(model, 'depthwise_fp32', False) else None
     shape = (args.batch, 3, args.frames, args.size, args.size)
     result = {}
     for mode in args.modes:
-        hooked = module_traffic(model, shape, element, mode)
+        hooked = module_traffic(model, shape, element, mode, dw)
         source = 'hooks'
         if name.startswith('E3D'):
             counted = structure_traffic(model.structure, args.size,
                                         args.frames, args.batch, element,
-                                        mode)
+                                        mode, dw)
             if counted == hooked:
                 source = 'structure'
             else:
                 source = 'hooks, the structure count differs'
         result[mode] = dict(hooked.as_dict(), source=source,
-                            element_bytes=element)
+                            element_bytes=element,
+                            depthwise_bytes=dw or element)
     return result
 
 

@@ -47,7 +47,10 @@ A step is a sequence of ops; every op's operands cross DRAM exactly once
   and the buffer: ``5 x 4`` bytes per parameter.
 
 Activations (inputs, outputs, their gradients) take ``element_bytes`` per
-element (4 for float32, 2 for float16 / bfloat16 autocast); parameters and
+element (4 for float32, 2 for float16 / bfloat16 autocast), those of
+depthwise convs ``depthwise_bytes`` where given (4 under autocast with
+``E3D(depthwise_fp32=True)``: then each of their operands is also cast, a
+read of one size and a write of the other per element); parameters and
 their gradients are float32 (:data:`PARAM_BYTES`), also under autocast
 (its casts of the weights to half precision are not counted: a few MB per
 step). Not counted either: the norms' running statistics and the saved
@@ -127,9 +130,24 @@ class Op(NamedTuple):
     grad_params: int = 0
 
 
-def op_bytes(op, element_bytes=4, train=True):
+def op_bytes(op, element_bytes=4, train=True, depthwise_bytes=None):
     """``(forward, backward)`` bytes of one :class:`Op` under the rules of
-    the module docstring (``backward`` is 0 unless ``train``)."""
+    the module docstring (``backward`` is 0 unless ``train``).
+    ``depthwise_bytes``: the element size a ``depthwise`` op computes in
+    when it differs from ``element_bytes`` (``E3D(depthwise_fp32=True)``
+    under autocast), with the casts of its operands counted."""
+    if (op.kind == 'depthwise' and depthwise_bytes is not None
+            and depthwise_bytes != element_bytes):
+        forward, backward = op_bytes(op, depthwise_bytes, train)
+        # each cast reads one size and writes the other: the inputs up and
+        # the outputs down; in backward the outputs' gradients up and the
+        # inputs' gradients down
+        cast = element_bytes + depthwise_bytes
+        forward += cast * (sum(n for n, _ in op.inputs) + sum(op.outputs))
+        if backward:
+            backward += cast * (sum(op.outputs) +
+                                sum(n for n, needs in op.inputs if needs))
+        return forward, backward
     e = element_bytes
     x = sum(n for n, _ in op.inputs)
     y = sum(op.outputs)
@@ -187,24 +205,28 @@ def time_floor(total_bytes, bandwidth_gbs):
     return total_bytes / (bandwidth_gbs * 1e9)
 
 
-def _check(owner, element_bytes, mode):
-    if isinstance(element_bytes, bool) or element_bytes not in ELEMENT_BYTES:
-        raise ValueError(
-            f'{owner}: element_bytes must be one of '
-            f'{", ".join(map(str, ELEMENT_BYTES))} (4 for float32, 2 for '
-            f'float16 / bfloat16), got {short_repr(element_bytes)}')
+def _check(owner, element_bytes, mode, depthwise_bytes=None):
+    for name, value in (('element_bytes', element_bytes),
+                        ('depthwise_bytes', depthwise_bytes)):
+        if value is None and name == 'depthwise_bytes':
+            continue
+        if isinstance(value, bool) or value not in ELEMENT_BYTES:
+            raise ValueError(
+                f'{owner}: {name} must be one of '
+                f'{", ".join(map(str, ELEMENT_BYTES))} (4 for float32, 2 '
+                f'for float16 / bfloat16), got {short_repr(value)}')
     if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f'{owner}: mode must be one of {", ".join(MODES)}, '
                          f'got {short_repr(mode)}')
 
 
-def _total(ops, trained_params, element_bytes, train):
+def _total(ops, trained_params, element_bytes, train, depthwise_bytes=None):
     """:class:`Traffic` of ``(op, count)`` pairs; ``trained_params``:
     elements of the parameters the optimizer updates."""
     by_kind = dict.fromkeys(KINDS, 0)
     forward = backward = count = weight = 0
     for op, times in ops:
-        f, b = op_bytes(op, element_bytes, train)
+        f, b = op_bytes(op, element_bytes, train, depthwise_bytes)
         forward += f * times
         backward += b * times
         by_kind[op.kind] += (f + b) * times
@@ -307,7 +329,8 @@ def structure_ops(structure, image_size=224, frames=16, batch=1):
 
 
 def structure_traffic(structure, image_size=224, frames=16, batch=1,
-                      element_bytes=4, mode='train') -> Traffic:
+                      element_bytes=4, mode='train',
+                      depthwise_bytes=None) -> Traffic:
     """Bytes one step of the E3D backbone of ``structure`` (a
     :class:`~e3d_plugin.structure.Structure`, a preset name or a list of
     block dicts) moves for ``batch`` clips of ``frames x image_size``
@@ -315,10 +338,12 @@ def structure_traffic(structure, image_size=224, frames=16, batch=1,
     ``element_bytes`` bytes, ``mode`` ``'infer'`` (forward) or ``'train'``
     (forward, backward, SGD update). The backbone as
     :class:`~e3d_plugin.models.E3D` builds it by default (every block, no
-    frozen stage); see the module docstring for what is counted."""
+    frozen stage); see the module docstring for what is counted.
+    ``depthwise_bytes``: see :func:`op_bytes` (e.g. 4 with ``element_bytes``
+    2 for ``E3D(depthwise_fp32=True)`` under float16 autocast)."""
     from .structure import Structure, load_structure
     owner = 'structure_traffic'
-    _check(owner, element_bytes, mode)
+    _check(owner, element_bytes, mode, depthwise_bytes)
     batch = check_int(owner, 'batch', batch, low=1)
     frames = check_int(owner, 'frames', frames, low=1)
     image_hw(image_size, owner)
@@ -326,7 +351,8 @@ def structure_traffic(structure, image_size=224, frames=16, batch=1,
         structure = load_structure(structure)
     ops = structure_ops(structure, image_size, frames, batch)
     params = sum(op.params * count for op, count in ops)
-    return _total(ops, params, element_bytes, mode == 'train')
+    return _total(ops, params, element_bytes, mode == 'train',
+                  depthwise_bytes)
 
 
 # ---------------------------------------------------------------------------
@@ -512,18 +538,20 @@ def module_ops(model, input_shape, mode='train'):
             sum(recorder.trained.values()))
 
 
-def module_traffic(model, input_shape, element_bytes=4,
-                   mode='train') -> Traffic:
+def module_traffic(model, input_shape, element_bytes=4, mode='train',
+                   depthwise_bytes=None) -> Traffic:
     """Bytes one step of ``model`` (any ``nn.Module`` taking one tensor)
     moves for an input of ``input_shape`` (batch first, e.g. ``(8, 3, 16,
     224, 224)``), activations of ``element_bytes`` bytes, ``mode``
     ``'infer'`` or ``'train'``: :func:`module_ops` (one forward on the
     ``meta`` device, hooks on the leaf modules) under the rules of the
     module docstring. Parameters that require no gradient (frozen stages)
-    get none and are not updated."""
-    _check('module_traffic', element_bytes, mode)
+    get none and are not updated. ``depthwise_bytes``: see
+    :func:`op_bytes`."""
+    _check('module_traffic', element_bytes, mode, depthwise_bytes)
     ops, trained = module_ops(model, input_shape, mode)
-    return _total(ops, trained, element_bytes, mode == 'train')
+    return _total(ops, trained, element_bytes, mode == 'train',
+                  depthwise_bytes)
 
 
 @contextlib.contextmanager

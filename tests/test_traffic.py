@@ -259,6 +259,12 @@ def test_op_bytes_without_gradients_has_no_backward():
     (lambda: structure_traffic('E3D-XXL'),
      "'E3D-XXL' is neither a preset (E3D-S, E3D-M, E3D-L, E3D-XS) nor an "
      'existing structure file (JSON or TinyNAS text)'),
+    (lambda: structure_traffic('E3D-XS', depthwise_bytes=3),
+     'structure_traffic: depthwise_bytes must be one of 1, 2, 4, 8 (4 for '
+     'float32, 2 for float16 / bfloat16), got 3'),
+    (lambda: module_traffic(nn.ReLU(), (1, 3), depthwise_bytes='4'),
+     'module_traffic: depthwise_bytes must be one of 1, 2, 4, 8 (4 for '
+     "float32, 2 for float16 / bfloat16), got '4'"),
     (lambda: module_traffic('E3D-XS', (1, 3, 4, 32, 32)),
      'module_traffic: model must be a torch.nn.Module, got str'),
     (lambda: module_traffic(nn.ReLU(), (1, 0, 4)),
@@ -296,3 +302,72 @@ def test_hook_count_of_a_model_with_a_kwarg_and_a_tuple_output():
     t = module_traffic(Net(), (1, 3, 4), 4, 'infer')
     # Split (a leaf): inputs x (12) and scale (8), outputs 4 and 8
     assert t.total == 4 * (12 + 8 + 4 + 8)
+
+
+def test_depthwise_in_float32_under_autocast_by_hand():
+    """One depthwise op computed at 4 bytes inside 2-byte activations:
+    its own bytes at 4, plus a cast (read 2, write 4 or the reverse) of
+    each operand in forward and of each gradient in backward."""
+    op = Op('depthwise', 'weighted', ((10, True), ), (20, ), 5, 5)
+    f4, b4 = op_bytes(op, 4, True)
+    assert op_bytes(op, 2, True, 4) == (f4 + 6 * 30, b4 + 6 * 30)
+    assert op_bytes(op, 2, False, 4) == (f4 + 6 * 30, 0)
+    assert op_bytes(op, 2, True, 2) == op_bytes(op, 2, True)
+    # only depthwise ops change
+    conv = op._replace(kind='conv')
+    assert op_bytes(conv, 2, True, 4) == op_bytes(conv, 2, True)
+    frozen = op._replace(inputs=((10, False), ), grad_params=0)
+    assert op_bytes(frozen, 2, True, 4) == (f4 + 6 * 30, 0)
+
+
+def test_depthwise_fp32_casts_match_a_bf16_autocast_run():
+    """The casts the count adds for ``E3D(depthwise_fp32=True)`` are the
+    activation casts a CPU bfloat16 autocast step makes beyond those of
+    the plain backbone (counted by a dispatch mode: bytes read + written
+    by every ``_to_copy`` of a batch-sized tensor); the other kinds are
+    those of the 2-byte count, the depthwise kind that of the 4-byte one
+    plus the casts."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    batch, frames, size = 5, 4, 32
+
+    class CastBytes(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            src = args[0]
+            if (func is torch.ops.aten._to_copy.default
+                    and src.dim() == 5 and src.shape[0] == batch
+                    and out.dtype != src.dtype):
+                self.total += src.numel() * (src.element_size() +
+                                             out.element_size())
+            return out
+
+    casts = {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = E3D(arch='E3D-XS', depthwise_fp32=flag).train()
+        x = torch.randn(batch, 3, frames, size, size)
+        counter = CastBytes()
+        with counter, torch.autocast('cpu', dtype=torch.bfloat16):
+            loss = model(x).float().square().mean()
+        with counter:
+            loss.backward()
+        casts[flag] = counter.total
+    measured = casts[True] - casts[False]
+    shape = (batch, 3, frames, size, size)
+    plain = module_traffic(model, shape, 2, 'train')
+    mixed = module_traffic(model, shape, 2, 'train', depthwise_bytes=4)
+    full = module_traffic(model, shape, 4, 'train')
+    cast = mixed.by_kind['depthwise'] - full.by_kind['depthwise']
+    assert cast == measured > 0
+    assert {k: v for k, v in mixed.by_kind.items() if k != 'depthwise'} == {
+        k: v for k, v in plain.by_kind.items() if k != 'depthwise'}
+    assert mixed == structure_traffic(model.structure, size, frames, batch,
+                                      2, 'train', 4)
+    infer = structure_traffic(model.structure, size, frames, batch, 2,
+                              'infer', 4)
+    assert infer.by_kind['depthwise'] - structure_traffic(
+        model.structure, size, frames, batch, 4,
+        'infer').by_kind['depthwise'] > 0

@@ -291,9 +291,13 @@ def autocast_dtype(device_type):
 
 
 def autocast_enabled(device_type):
-    """Whether autocast is on for ``device_type`` (``'cpu'``, ``'cuda'``)."""
+    """Whether autocast is on for ``device_type`` (``'cpu'``, ``'cuda'``);
+    False for a device type autocast has no mode for (``'meta'``: the
+    traffic count's stand-in tensors)."""
     try:
         return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # 'unknown device type for autocast'
+        return False
     except TypeError:  # torch < 2.4 took no device type
         if device_type == 'cpu':
             return torch.is_autocast_cpu_enabled()
