@@ -30,13 +30,18 @@
 # in .whl/ (`bash bench/gpu_wheels.sh` here; bench/README.md says how): when
 # the stack does not import, they are installed into $SITE (default
 # /tmp/e3d_site), which goes on PYTHONPATH first.
-# Smoke test of the whole script on a CPU (tiny sizes, no AMP, minutes):
+# Smoke test of the whole script on a CPU (tiny sizes, the AMP speed runs
+# in bfloat16, the training in fp32: mmengine's AmpOptimWrapper needs a
+# GPU; minutes):
 #     DEVICE=cpu bash bench/gpu_check.sh
 # Each part's output (NAME.txt), exit status (NAME.rc) and figures
-# (NAME.json) go to $RESULTS (default $OUT, else work_dirs/gpu_check); the
-# train part's videos, checkpoints and work dirs to $SCRATCH (default
-# $RESULTS/scratch); PACK_TO=DIR also packs the results (not the scratch)
-# into DIR/gpu_check_results.tar.gz. PARTS="speed stream" runs some parts.
+# (NAME.json), and the table (table.txt), go to $RESULTS (default
+# work_dirs/gpu_check); the train part's videos, checkpoints and work dirs
+# to $SCRATCH (default $RESULTS/scratch); PACK_TO=DIR also packs the
+# results (not the scratch) into DIR/gpu_check_results.tar.gz and copies the
+# table there. Where $OUT is set (the device tool) and $RESULTS is not,
+# RESULTS=/tmp/gpu_check and PACK_TO=$OUT: two files come back.
+# PARTS="speed stream" runs some parts.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -44,7 +49,13 @@ start=$SECONDS
 
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
-RESULTS=${RESULTS:-${OUT:-work_dirs/gpu_check}}
+if [ -z "${RESULTS:-}" ] && [ -n "${OUT:-}" ]; then
+    # the device tool returns at most 8 files from $OUT: keep the results
+    # beside it and pack them into $OUT
+    RESULTS=${TMPDIR:-/tmp}/gpu_check
+    PACK_TO=${PACK_TO:-$OUT}
+fi
+RESULTS=${RESULTS:-work_dirs/gpu_check}
 PARTS=${PARTS:-speed stream memory train compile}
 mkdir -p "$RESULTS"
 RESULTS=$(cd "$RESULTS" && pwd)
@@ -56,13 +67,27 @@ if ls .whl/*.whl >/dev/null 2>&1 &&
     SITE=${SITE:-/tmp/e3d_site}
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile \
         --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
+    # mmengine imports distutils, which Python 3.12 no longer has; the
+    # carried setuptools brings it through a .pth file, and a folder on
+    # PYTHONPATH has its .pth files read only by site.addsitedir
+    if ! PYTHONPATH=$SITE "$PYTHON" -c 'import distutils' 2>/dev/null; then
+        printf 'import site\nsite.addsitedir(%s)\n' "'$SITE'" \
+            >"$SITE/sitecustomize.py"
+    fi
     export PYTHONPATH=$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}
 else
     export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONUNBUFFERED=1
-# tools/dist_train.sh runs `python`: the same interpreter
-PATH=$(dirname "$(command -v "$PYTHON")"):$PATH
+# tools/dist_train.sh runs `python`: the same interpreter, also where
+# $PYTHON's folder has no `python` (an image with only python3) or another
+python_path=$(command -v "$PYTHON") || { echo "no $PYTHON" >&2; exit 1; }
+[[ $python_path == /* ]] || python_path=$ROOT/$python_path
+PYTHON_SHIM=$(mktemp -d)
+trap 'rm -rf "$PYTHON_SHIM"' EXIT
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$python_path" >"$PYTHON_SHIM/python"
+chmod +x "$PYTHON_SHIM/python"
+PATH=$PYTHON_SHIM:$(dirname "$python_path"):$PATH
 
 if [ "$DEVICE" = cpu ]; then
     # smoke sizes: every command line runs, no figure means anything
@@ -71,7 +96,8 @@ if [ "$DEVICE" = cpu ]; then
     STREAM_ARGS="--arch E3D-XS --frames 4 --size 32 --rounds 2"
     MEMORY_ARGS="--archs E3D-XS --frames 4 --size 32 --batches 1 2"
     DATA_ARGS="--num-videos 40 --size 32"
-    AMP=""
+    AMP="--amp"
+    TRAIN_AMP=""
     LIMIT=${LIMIT:-300}
     BUDGET=${BUDGET:-600}
 else
@@ -81,6 +107,7 @@ else
     MEMORY_ARGS=""
     DATA_ARGS=""
     AMP="--amp"
+    TRAIN_AMP="--amp"
     LIMIT=${LIMIT:-100}
     BUDGET=${BUDGET:-480}
 fi
@@ -160,7 +187,7 @@ if has_part train; then
                   "${split}_dataloader.dataset.data_prefix.video=$data/videos")
     done
     # shellcheck disable=SC2086
-    run train $((LIMIT * 2)) bash tools/dist_train.sh "$config" 1 $AMP \
+    run train $((LIMIT * 2)) bash tools/dist_train.sh "$config" 1 $TRAIN_AMP \
         --work-dir "$SCRATCH/train_work" --cfg-options "${options[@]}"
     run test "$LIMIT" "$PYTHON" tools/test.py "$config" \
         "$SCRATCH/train_work/epoch_1.pth" --work-dir "$SCRATCH/test_work" \
@@ -198,10 +225,13 @@ if has_part compile; then
 fi
 
 echo "(all parts: $((SECONDS - start)) s)"
-"$PYTHON" bench/gpu_check_table.py "$RESULTS"
+"$PYTHON" bench/gpu_check_table.py "$RESULTS" | tee "$RESULTS/table.txt"
 if [ -n "${PACK_TO:-}" ]; then
-    # one small archive of every part's output and figures (no scratch)
+    # one small archive of every part's output and figures (no scratch),
+    # and the table beside it
     mkdir -p "$PACK_TO"
     tar -czf "$PACK_TO/gpu_check_results.tar.gz" -C "$RESULTS" \
-        --exclude=./scratch . && echo "results: $PACK_TO/gpu_check_results.tar.gz"
+        --exclude=./scratch --exclude=./gpu_check_results.tar.gz . &&
+        echo "results: $PACK_TO/gpu_check_results.tar.gz"
+    [ "$PACK_TO" -ef "$RESULTS" ] || cp "$RESULTS/table.txt" "$PACK_TO/"
 fi

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 
 from tests.helpers import ROOT
 
@@ -127,15 +128,30 @@ def test_table_of_an_empty_folder_and_bad_usage(tmp_path):
 
 
 def test_smoke_mode_runs_the_memory_and_stream_parts(tmp_path):
-    env = dict(os.environ, DEVICE='cpu', OUT=str(tmp_path),
+    """Also: with the device tool's $OUT set and no $RESULTS, the results
+    stay in $TMPDIR/gpu_check and two files come back in $OUT, the packed
+    results and the table."""
+    out, tmp = tmp_path / 'out', tmp_path / 'tmp'
+    out.mkdir()
+    tmp.mkdir()
+    env = dict(os.environ, DEVICE='cpu', OUT=str(out), TMPDIR=str(tmp),
                PARTS='stream memory', PYTHON=sys.executable)
+    env.pop('RESULTS', None)
     result = subprocess.run(['bash', 'bench/gpu_check.sh'], cwd=ROOT,
                             env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    results = tmp / 'gpu_check'
     for name in ('stream_b1', 'stream_b8', 'memory'):
-        assert (tmp_path / f'{name}.rc').read_text().strip() == '0'
-    stream = json.loads((tmp_path / 'stream_b8.json').read_text())
+        assert (results / f'{name}.rc').read_text().strip() == '0'
+    assert sorted(os.listdir(out)) == ['gpu_check_results.tar.gz',
+                                       'table.txt']
+    printed = result.stdout[result.stdout.index('part   '):]
+    assert printed.startswith((out / 'table.txt').read_text())
+    with tarfile.open(out / 'gpu_check_results.tar.gz') as pack:
+        names = set(pack.getnames())
+    assert {'./stream_b8.json', './memory.rc', './table.txt'} <= names
+    stream = json.loads((results / 'stream_b8.json').read_text())
     assert stream['batch'] == 8 and stream['arch'] == 'E3D-XS'
     table = rows(result.stdout[result.stdout.index('part   '):])
     static = [r for r in table if r[0] == '4 stream'
@@ -146,3 +162,30 @@ def test_smoke_mode_runs_the_memory_and_stream_parts(tmp_path):
                                       'E3D-XS 4x32, batch 2']
     assert memory[0][3] == 'held/predicted 1.000'
     assert not any(r[0].startswith('speed') for r in table)
+
+
+def test_train_part_runs_dist_train_with_the_scripts_python(tmp_path):
+    """tools/dist_train.sh runs `python`: the script makes that its own
+    $PYTHON, also when $PYTHON's folder has no `python` (an image with only
+    python3) and another `python` comes first on PATH."""
+    own, other = tmp_path / 'own', tmp_path / 'other'
+    own.mkdir()
+    other.mkdir()
+    # $PYTHON: says so when it starts torchrun, then is this interpreter
+    (own / 'py3').write_text(
+        '#!/bin/sh\ncase "$*" in *torch.distributed.run*) '
+        f'echo RIGHT-PYTHON;; esac\nexec "{sys.executable}" "$@"\n')
+    (other / 'python').write_text('#!/bin/sh\necho WRONG-PYTHON\nexit 97\n')
+    for path in (own / 'py3', other / 'python'):
+        path.chmod(0o755)
+    out = tmp_path / 'out'
+    # LIMIT 2: the train part is stopped after 4 s, the start is what counts
+    env = dict(os.environ, DEVICE='cpu', RESULTS=str(out), PARTS='train',
+               LIMIT='2', PYTHON=str(own / 'py3'),
+               PATH=f'{other}:{os.environ["PATH"]}')
+    result = subprocess.run(['bash', 'bench/gpu_check.sh'], cwd=ROOT,
+                            env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert (out / 'data.rc').read_text().strip() == '0', result.stdout
+    train = (out / 'train.txt').read_text()
+    assert 'RIGHT-PYTHON' in train and 'WRONG-PYTHON' not in train, train
