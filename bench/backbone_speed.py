@@ -107,6 +107,11 @@ STEP_RANGE = 'backbone_speed_step'
 CONV_FORWARD = 'aten::convolution'
 CONV_BACKWARD = 'aten::convolution_backward'
 DEPTHWISE_BACKWARD = '_DepthwiseConv3dFunctionBackward'
+# The Triton depthwise kernels' forward range and backward node
+# (e3d_plugin.models.triton_depthwise.PROFILE_FORWARD; tested equal).
+TRITON_FORWARD = 'e3d::depthwise_conv3d_triton'
+TRITON_BACKWARD = '_DepthwiseConv3dTritonBackward'
+DEPTHWISE_OPS = (DEPTHWISE_BACKWARD, TRITON_FORWARD, TRITON_BACKWARD)
 
 
 def parse_args(argv=None):
@@ -401,9 +406,10 @@ def conv_kind(event):
     None. Judged from the recorded shapes: a depthwise weight has one input
     channel per group, ``(C_out, 1, kt, k, k)``, for an input of more than
     one channel."""
-    if event.name == DEPTHWISE_BACKWARD:
+    if event.name in DEPTHWISE_OPS:
         # E3D's depthwise convs with the numba CPU backward
-        # (e3d_plugin.models.depthwise): no aten op in their backward
+        # (e3d_plugin.models.depthwise) or with the Triton kernels
+        # (e3d_plugin.models.triton_depthwise): no aten conv op
         return 'depthwise'
     if event.name == CONV_FORWARD:
         index = 0
@@ -466,7 +472,7 @@ def conv_shares(events, steps, on_cuda):
         conv_us += spent
         if kind == 'depthwise':
             dw_us += spent
-            if e.name == CONV_FORWARD:
+            if e.name in (CONV_FORWARD, TRITON_FORWARD):
                 dw_forward += 1
             else:
                 dw_backward += 1

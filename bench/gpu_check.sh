@@ -211,7 +211,7 @@ if has_part speed; then
     # the Triton depthwise kernels (their first compile takes a while)
     if "$PYTHON" -c 'import triton' 2>/dev/null; then
         speed "${P}triton" $((LIMIT + 60)) $AMP \
-            --e3d-options depthwise_triton=True
+            --e3d-options depthwise_triton=True --profile --profile-steps 3
     fi
     # inference with the batch norms folded into the convs
     speed "${P}fuse_bn" "$LIMIT" $AMP --modes infer --fuse-bn

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import tarfile
 
+import pytest
+
 from tests.helpers import ROOT
 
 
@@ -189,3 +191,42 @@ def test_train_part_runs_dist_train_with_the_scripts_python(tmp_path):
     assert (out / 'data.rc').read_text().strip() == '0', result.stdout
     train = (out / 'train.txt').read_text()
     assert 'RIGHT-PYTHON' in train and 'WRONG-PYTHON' not in train, train
+
+
+@pytest.mark.slow
+def test_smoke_mode_runs_every_speed_configuration(tmp_path):
+    """The speed and compile parts' command lines on a CPU, the AMP ones in
+    bfloat16 (depthwise_fp32, the Triton option, folded BN, compiled), the
+    Triton one profiled: each exits 0
+    and gives train and infer figures for both models, and the table
+    checks its targets from them."""
+    env = dict(os.environ, DEVICE='cpu', RESULTS=str(tmp_path),
+               PARTS='speed compile', PYTHON=sys.executable)
+    result = subprocess.run(['bash', 'bench/gpu_check.sh'], cwd=ROOT,
+                            env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    configs = {'fp32': ('train', 'infer'), 'amp': ('train', 'infer'),
+               'amp_dw_fp32': ('train', 'infer'),
+               'amp_triton': ('train', 'infer'), 'amp_fuse_bn': ('infer', ),
+               'e3d_channels_last': ('train', 'infer'),
+               'amp_compile': ('train', )}
+    for name, modes in configs.items():
+        assert (tmp_path / f'speed_{name}.rc').read_text().strip() == '0', (
+            (tmp_path / f'speed_{name}.txt').read_text()[-2000:])
+        figures = json.loads((tmp_path / f'speed_{name}.json').read_text())
+        assert sorted(figures['modes']) == sorted(modes)
+        for mode in modes:
+            clips = figures['modes'][mode]['clips_s']
+            assert set(clips) == {'E3D-XS', 'X3D-M'}
+            assert all(c['median'] > 0 for c in clips.values())
+    triton = json.loads((tmp_path / 'speed_amp_triton.json').read_text())
+    assert triton['modes']['train']['profile']['E3D-XS']['dw_ms'] > 0
+    amp = json.loads((tmp_path / 'speed_amp_dw_fp32.json').read_text())
+    traffic = amp['models']['E3D-XS']['traffic']['train']
+    assert (traffic['element_bytes'], traffic['depthwise_bytes']) == (2, 4)
+    table = rows(result.stdout[result.stdout.index('part   '):])
+    targets = {r[2]: r for r in table if r[0][0].isdigit()}
+    assert targets['E3D train clips/s AMP / fp32 (separate runs)'][-1] in (
+        'yes', 'NO')
+    assert 'E3D(channels_last=True) / contiguous train clips/s' in targets

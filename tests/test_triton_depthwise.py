@@ -541,3 +541,25 @@ def test_every_e3d_m_kernel_compiles_without_spills(monkeypatch, tmp_path):
     bad = {k[:2] + (str(dict(k[3])), ): v for k, v in seen.items()
            if v[1] or v[0] > 128}
     assert not bad, bad
+
+
+def test_backbone_speed_profile_counts_the_triton_convs():
+    """bench/backbone_speed.py --profile finds the Triton depthwise work by
+    its forward range and its backward node (interpreted here), beside a
+    dense conv it counts as conv."""
+    from tests.helpers import ROOT, load_tool
+    bench = load_tool(os.path.join(ROOT, 'bench', 'backbone_speed.py'))
+    torch.manual_seed(0)
+    dense = nn.Conv3d(1, 4, 1, bias=False)
+    weight = nn.Parameter(torch.randn(4, 1, 3, 3, 3) * 0.1)
+    clips = torch.randn(1, 1, 3, 6, 6)
+
+    def train_step():
+        out = depthwise_conv3d_triton(dense(clips), weight, 1, 1)
+        assert type(out.grad_fn).__name__ == bench.TRITON_BACKWARD
+        out.square().mean().backward()
+
+    assert bench.TRITON_FORWARD == td.PROFILE_FORWARD
+    train = bench.profile_steps(train_step, 1, lambda: None, False)
+    assert (train['dw_forward'], train['dw_backward']) == (1, 1)
+    assert 0 < train['dw_ms'] < train['conv_ms'] <= train['step_ms']

@@ -355,6 +355,12 @@ def _grad_weight(x, grad, weight, stride, padding):
     return partial.sum(1).reshape(weight.shape).to(weight.dtype)
 
 
+#: Name of the profiler range around the forward kernel; the backward runs
+#: in the autograd node ``_DepthwiseConv3dTritonBackward``. A profile finds
+#: the Triton depthwise work by these two names (bench/backbone_speed.py).
+PROFILE_FORWARD = 'e3d::depthwise_conv3d_triton'
+
+
 class _DepthwiseConv3dTriton(torch.autograd.Function):
     """Depthwise conv3d (no bias) with the Triton kernels both ways."""
 
@@ -363,7 +369,8 @@ class _DepthwiseConv3dTriton(torch.autograd.Function):
         x, weight = x.contiguous(), weight.contiguous()
         ctx.save_for_backward(x, weight)
         ctx.stride, ctx.padding = stride, padding
-        return _forward(x, weight, stride, padding)
+        with torch.profiler.record_function(PROFILE_FORWARD):
+            return _forward(x, weight, stride, padding)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -442,5 +449,5 @@ def depthwise_conv3d_triton(x, weight, stride=1, padding=0):
 
 __all__ = [
     'depthwise_conv3d_triton', 'triton_available', 'interpreting',
-    'interpret', 'INTERPRET'
+    'interpret', 'INTERPRET', 'PROFILE_FORWARD'
 ]
