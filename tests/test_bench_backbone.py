@@ -374,7 +374,16 @@ def test_step_traffic_of_e3d_and_x3d(bench):
     for mode in ('train', 'infer'):
         expected = structure_traffic('E3D-XS', 32, 4, 2, 2, mode)
         assert found[mode] == dict(expected.as_dict(), source='structure',
-                                   element_bytes=2)
+                                   element_bytes=2, depthwise_bytes=2)
+    # depthwise convs in float32 under autocast: at 4 bytes, with casts
+    dw_fp32 = bench.build_model('E3D-XS', dict(depthwise_fp32=True))
+    found = bench.step_traffic('E3D-XS', dw_fp32, args)
+    for mode in ('train', 'infer'):
+        expected = structure_traffic('E3D-XS', 32, 4, 2, 2, mode, 4)
+        assert found[mode] == dict(expected.as_dict(), source='structure',
+                                   element_bytes=2, depthwise_bytes=4)
+        assert expected.total > structure_traffic('E3D-XS', 32, 4, 2, 2,
+                                                  mode).total
     # an option that changes the work: the count of the built model
     frozen = bench.build_model('E3D-XS', dict(frozen_stages=1))
     found = bench.step_traffic('E3D-XS', frozen, args)
