@@ -37,7 +37,7 @@ def test_static_stream_equals_functional_and_whole_clip(
         whole = as_tuple(model(x))
     expected, expected_state = stream_in_chunks(model, x, chunk)
     stream = StaticStream(model, 2, SIZE, chunk=chunk)
-    assert stream.graph is False and stream.per_video_reset is (se == 0)
+    assert stream.graph is False and stream.per_video_reset
     pointers = {k: v.data_ptr() for k, v in stream.state.items()}
     input_pointer = stream.input.data_ptr()
     outs, feature_pointers = [], set()
@@ -60,7 +60,7 @@ def test_static_stream_equals_functional_and_whole_clip(
     assert set(stream.state) == set(expected_state)
     for key, value in expected_state.items():
         assert max_diff(stream.state[key], value) <= 1e-6
-    assert float(stream.state['frames']) == 6
+    assert stream.state['frames'].tolist() == [6, 6]
     if se:
         assert float(stream.state['blocks.1.0.se'].abs().max()) > 0.1
 
@@ -88,7 +88,7 @@ def test_reset_starts_new_streams(structure_of):
         whole = model(x)
     stream = StaticStream(model, 2, SIZE, chunk=2)
     stream.step(torch.randn(2, 3, 2, *SIZE))
-    assert float(stream.state['frames']) == 2
+    assert stream.state['frames'].tolist() == [2, 2]
     pointers = {k: v.data_ptr() for k, v in stream.state.items()}
     stream.reset()
     assert all(float(v.abs().max()) == 0 for v in stream.state.values())
@@ -100,8 +100,12 @@ def test_reset_starts_new_streams(structure_of):
     assert all(float(v.abs().max()) == 0 for v in stream.state.values())
 
 
-def test_batch_of_videos_with_one_restarted(structure_of):
-    model = backbone(structure_of)  # no SE: single videos may restart
+@pytest.mark.parametrize('se', [0.0, 0.25])
+def test_batch_of_videos_with_one_restarted(structure_of, se):
+    """A restarted video gives its new clip's outputs from its first frame,
+    the others go on with theirs; with squeeze-excitation too, whose
+    running mean divides by each video's own frame count."""
+    model = backbone(structure_of, se=se)
     torch.manual_seed(4)
     x = torch.randn(3, 3, 8, *SIZE)
     new = torch.randn(1, 3, 4, *SIZE)
@@ -111,13 +115,12 @@ def test_batch_of_videos_with_one_restarted(structure_of):
     assert stream.per_video_reset
     outs = [stream.step(x[:, :, t:t + 1], copy=True) for t in range(4)]
     assert max_diff(torch.cat(outs, 2), whole[:, :, :4]) <= 1e-5
-    untouched = {k: v[[0, 2]].clone() for k, v in stream.state.items()
-                 if k != 'frames'}
+    untouched = {k: v[[0, 2]].clone() for k, v in stream.state.items()}
     stream.reset(1)
     for key, value in stream.state.items():
-        if key != 'frames':
-            assert float(value[1].abs().max()) == 0
-            assert torch.equal(value[[0, 2]], untouched[key])
+        assert float(value[1].abs().max()) == 0
+        assert torch.equal(value[[0, 2]], untouched[key])
+    assert stream.state['frames'].tolist() == [4, 0, 4]
     # video 1 starts a new video; videos 0 and 2 go on with theirs
     outs = []
     for t in range(4):
@@ -127,25 +130,36 @@ def test_batch_of_videos_with_one_restarted(structure_of):
     streamed = torch.cat(outs, 2)
     assert max_diff(streamed[[0, 2]], whole[[0, 2], :, 4:]) <= 1e-5
     assert max_diff(streamed[1], whole_new[0]) <= 1e-5
+    assert stream.state['frames'].tolist() == [8, 4, 8]
     # without the restart, video 1 would differ from the new video's start
     assert max_diff(whole_new[0, :, :1], whole[1, :, 4:5]) > 1e-2
+    if se:
+        # with the batch's count kept for the restarted video (one count
+        # shared by the batch), its outputs would be off
+        shared = StaticStream(model, 3, SIZE)
+        for t in range(4):
+            shared.step(x[:, :, t:t + 1])
+        shared.reset(1)
+        shared.state['frames'].fill_(4)
+        outs = []
+        for t in range(4):
+            chunk = x[:, :, 4 + t:5 + t].clone()
+            chunk[1] = new[0, :, t:t + 1]
+            outs.append(shared.step(chunk, copy=True))
+        assert max_diff(torch.cat(outs, 2)[1], whole_new[0]) > 1e-3
 
 
-def test_single_video_restart_refused_with_squeeze_excitation(
-        structure_of):
+def test_bad_indices_are_refused_before_anything_changes(structure_of):
     stream = StaticStream(backbone(structure_of, se=0.25), 3, SIZE)
-    assert not stream.per_video_reset
     stream.step(torch.randn(3, 3, 1, *SIZE))
     before = {k: v.clone() for k, v in stream.state.items()}
-    with pytest.raises(ValueError, match='squeeze-excitation') as info:
-        stream.reset([1])
-    assert len(str(info.value).splitlines()) == 1
-    # refused before touching anything
-    assert all(torch.equal(before[k], v) for k, v in stream.state.items())
     for bad, match in (([3], 'out of range'), (-1, 'out of range'),
-                       ('1', 'ints'), ([1.0], 'ints'), (True, 'ints')):
-        with pytest.raises(ValueError, match=match):
+                       ([1, 3], 'out of range'), ('1', 'ints'),
+                       ([1.0], 'ints'), (True, 'ints')):
+        with pytest.raises(ValueError, match=match) as info:
             stream.reset(bad)
+        assert len(str(info.value).splitlines()) == 1
+    assert all(torch.equal(before[k], v) for k, v in stream.state.items())
 
 
 def test_refusals_are_one_line(structure_of):
@@ -198,8 +212,9 @@ def test_cuda_graph_replays_the_stream(structure_of):
     for index in range(2):
         streamed = torch.cat([o[index] for o in outs], 2)
         assert max_diff(streamed, whole[index]) <= 1e-4
-    assert float(stream.state['frames']) == 8
+    assert stream.state['frames'].tolist() == [8, 8, 8]
     stream.reset(2)
+    assert stream.state['frames'].tolist() == [8, 8, 0]
     stream.reset()
     outs = [stream.step(x[:, :, t:t + 1], copy=True)[1] for t in range(8)]
     assert max_diff(torch.cat(outs, 2), whole[1]) <= 1e-4

@@ -29,7 +29,8 @@ def unit_act_cfg(act, act_cfg):
 class StreamCache:
     """The state of one streaming step: what the previous step left
     (``state``), what this step leaves (``new_state``) and how many frames
-    came before this chunk (``frames``, a float tensor of shape ``(1, )``).
+    came before this chunk (``frames``, a float tensor of shape ``(1, )``,
+    or ``(N, )``: one count per video).
 
     Keys are the module names in the backbone; a key missing from ``state``
     stands for zeros (the start of a stream), allocated at the first step
@@ -186,10 +187,13 @@ class SqueezeExcitation(nn.Module):
         total = cache.take(self.stream_key, self.state_shape(x.shape[0]), x)
         frames = x.mean((3, 4), keepdim=True)
         sums = total + frames.cumsum(2)
-        count = cache.frames + torch.arange(
+        # frames seen before this chunk: one count for the batch (1, ) or
+        # one per video (N, ) (a StaticStream restarts videos one by one)
+        count = cache.frames.reshape(-1, 1) + torch.arange(
             1, x.shape[2] + 1, device=x.device, dtype=x.dtype)
         cache.put(self.stream_key, sums[:, :, -1:])
-        return self._excite(x, sums / count.view(1, 1, -1, 1, 1))
+        return self._excite(
+            x, sums / count.view(count.shape[0], 1, -1, 1, 1))
 
 
 class ConvUnit(nn.Module):

@@ -356,7 +356,9 @@ class E3D(BaseModule):
         """The state at the start of a stream, for :meth:`stream_step`.
 
         A dict of tensors keyed by module name: ``'frames'`` (frames seen,
-        shape ``(1, )``), for each temporal conv the last ``kt - 1`` input
+        shape ``(1, )``; :meth:`stream_step` also takes one count per video,
+        ``(N, )``, as :class:`~e3d_plugin.models.StaticStream` keeps them, so
+        that videos restart one by one), for each temporal conv the last ``kt - 1`` input
         frames ``(N, C_in, kt - 1, H, W)``, for each squeeze-excitation the
         running sum of its pooled input ``(N, C, 1, 1, 1)``. Without
         ``image_size`` (``(H, W)`` of the frames) only ``'frames'`` is

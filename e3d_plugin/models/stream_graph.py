@@ -13,11 +13,9 @@ step runs eagerly.
 
 Many videos stream as one batch (``batch_size`` > 1); :meth:`StaticStream.
 reset` restarts all of them, or single ones (a server taking a new video in
-a slot) where that is exact: see :meth:`StaticStream.reset`.
+a slot): each video has its own frame count.
 """
 import torch
-
-from .blocks import SqueezeExcitation
 
 
 def _is_int(value):
@@ -56,7 +54,8 @@ class StaticStream:
         state (dict[str, Tensor]): The static state, keyed as
             ``backbone.init_stream`` keys it; every step updates these
             tensors in place (their storage never changes). ``'frames'``
-            counts the frames since the last full :meth:`reset`.
+            is ``(N, )`` here: each video's frames since its last
+            :meth:`reset` (``init_stream`` gives one count ``(1, )``).
     """
 
     def __init__(self, backbone, batch_size, image_size, chunk=1, graph=None,
@@ -103,9 +102,10 @@ class StaticStream:
             device=self.device, dtype=self.dtype)
         self.state = backbone.init_stream(batch_size, self.image_size,
                                           self.device, self.dtype)
-        self._per_video = not any(
-            isinstance(m, SqueezeExcitation) and m.stream_key is not None
-            for m in backbone.modules())
+        # one frame count per video, so that videos restart one by one (a
+        # causal squeeze-excitation divides its running sum by the count)
+        self.state['frames'] = torch.zeros(batch_size, device=self.device,
+                                           dtype=self.dtype)
         self._feats = None  # the last step's features (static buffers)
         self._graph = None
         self._graph_feats = None  # the captured step's outputs
@@ -115,9 +115,9 @@ class StaticStream:
 
     @property
     def per_video_reset(self):
-        """Whether :meth:`reset` takes single videos (no squeeze-excitation
-        in the backbone, see :meth:`reset`)."""
-        return self._per_video
+        """Whether :meth:`reset` takes single videos: always True (each
+        video has its own frame count)."""
+        return True
 
     def _run(self):
         """One step on the static buffers: the features, the new state
@@ -193,17 +193,11 @@ class StaticStream:
 
     def reset(self, indices=None):
         """Start new streams: zero the whole state (``indices=None``), or
-        the state of the videos (batch rows) ``indices`` only, the others
-        streaming on.
-
-        Restarting single videos is exact only without squeeze-excitation:
-        a causal SE gates with the running mean of its pooled input, the
-        running sum divided by the frame count ``state['frames']``, which
-        the step shares between the videos of the batch; a restarted video
-        would be divided by the others' count. So a backbone with SE units
-        refuses it (``ValueError``), unless ``indices`` names every video.
-        Without SE no unit reads the count, which then counts frames since
-        the last full reset.
+        the state of the videos (batch rows) ``indices`` only, their frame
+        counts included, the others streaming on. A restarted video's
+        outputs are those of its new clip from its first frame, also with
+        squeeze-excitation (whose running mean divides by the video's own
+        count).
         """
         if indices is None:
             for value in self.state.values():
@@ -225,15 +219,9 @@ class StaticStream:
         if len(rows) == self.batch_size:
             self.reset()
             return
-        if not self._per_video:
-            raise ValueError(
-                'reset(indices): restarting single videos is refused for a '
-                'backbone with squeeze-excitation (its running mean divides '
-                'by a frame count shared by the batch); reset() all of them')
         index = torch.tensor(rows, device=self.device)
-        for key, value in self.state.items():
-            if key != 'frames':
-                value.index_fill_(0, index, 0)
+        for value in self.state.values():
+            value.index_fill_(0, index, 0)
 
 
 __all__ = ['StaticStream']
