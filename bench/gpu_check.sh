@@ -96,7 +96,6 @@ if [ "$DEVICE" = cpu ]; then
     STREAM_ARGS="--arch E3D-XS --frames 4 --size 32 --rounds 2"
     MEMORY_ARGS="--archs E3D-XS --frames 4 --size 32 --batches 1 2"
     DATA_ARGS="--num-videos 40 --size 32"
-    AMP="--amp"
     TRAIN_AMP=""
     LIMIT=${LIMIT:-300}
     BUDGET=${BUDGET:-600}
@@ -106,7 +105,6 @@ else
     STREAM_ARGS="--arch E3D-S --frames 13 --size 160 --rounds 10"
     MEMORY_ARGS=""
     DATA_ARGS=""
-    AMP="--amp"
     TRAIN_AMP="--amp"
     LIMIT=${LIMIT:-100}
     BUDGET=${BUDGET:-480}
@@ -160,7 +158,7 @@ speed() {
 # then the variants, torch.compile last.
 if has_part speed; then
     speed fp32 "$LIMIT" --profile --profile-steps 3
-    [ -n "$AMP" ] && speed amp "$LIMIT" --amp --profile --profile-steps 3
+    speed amp "$LIMIT" --amp --profile --profile-steps 3
 fi
 
 if has_part stream; then
@@ -204,24 +202,21 @@ if has_part memory; then
 fi
 
 if has_part speed; then
-    P=${AMP:+amp_}
-    if [ -n "$AMP" ]; then
-        speed amp_dw_fp32 "$LIMIT" --amp --e3d-options depthwise_fp32=True
-    fi
+    speed amp_dw_fp32 "$LIMIT" --amp --e3d-options depthwise_fp32=True
     # the Triton depthwise kernels (their first compile takes a while)
     if "$PYTHON" -c 'import triton' 2>/dev/null; then
-        speed "${P}triton" $((LIMIT + 60)) $AMP \
+        speed amp_triton $((LIMIT + 60)) --amp \
             --e3d-options depthwise_triton=True --profile --profile-steps 3
     fi
     # inference with the batch norms folded into the convs
-    speed "${P}fuse_bn" "$LIMIT" $AMP --modes infer --fuse-bn
+    speed amp_fuse_bn "$LIMIT" --amp --modes infer --fuse-bn
     speed e3d_channels_last "$LIMIT" --e3d-options channels_last=True
 fi
 
 # torch.compile last, in the time left: compiling both networks' train
 # graphs takes minutes
 if has_part compile; then
-    speed "${AMP:+amp_}compile" "$BUDGET" --modes train --compile $AMP
+    speed amp_compile "$BUDGET" --modes train --compile --amp
 fi
 
 echo "(all parts: $((SECONDS - start)) s)"

@@ -206,10 +206,10 @@ def time_floor(total_bytes, bandwidth_gbs):
 
 
 def _check(owner, element_bytes, mode, depthwise_bytes=None):
-    for name, value in (('element_bytes', element_bytes),
-                        ('depthwise_bytes', depthwise_bytes)):
-        if value is None and name == 'depthwise_bytes':
-            continue
+    sizes = [('element_bytes', element_bytes)]
+    if depthwise_bytes is not None:  # None: as element_bytes
+        sizes.append(('depthwise_bytes', depthwise_bytes))
+    for name, value in sizes:
         if isinstance(value, bool) or value not in ELEMENT_BYTES:
             raise ValueError(
                 f'{owner}: {name} must be one of '

@@ -216,9 +216,6 @@ class StaticStream:
                 f'0..{self.batch_size - 1}')
         if not rows:
             return
-        if len(rows) == self.batch_size:
-            self.reset()
-            return
         index = torch.tensor(rows, device=self.device)
         for value in self.state.values():
             value.index_fill_(0, index, 0)
