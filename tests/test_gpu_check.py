@@ -44,6 +44,23 @@ def run_table(folder):
         capture_output=True, text=True, timeout=60)
 
 
+def run_check(timeout, **env):
+    """bench/gpu_check.sh in its CPU smoke mode, this interpreter as
+    $PYTHON, with ``env`` on top of this process's environment (without
+    its $RESULTS)."""
+    full = dict(os.environ, DEVICE='cpu', PYTHON=sys.executable)
+    full.pop('RESULTS', None)
+    full.update(env)
+    return subprocess.run(['bash', 'bench/gpu_check.sh'], cwd=ROOT,
+                          env=full, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def printed_table(result):
+    """The table at the end of the script's output."""
+    return result.stdout[result.stdout.index('part   '):]
+
+
 def rows(text):
     """The table's rows as lists of the fields split on 2+ spaces."""
     import re
@@ -136,26 +153,22 @@ def test_smoke_mode_runs_the_memory_and_stream_parts(tmp_path):
     out, tmp = tmp_path / 'out', tmp_path / 'tmp'
     out.mkdir()
     tmp.mkdir()
-    env = dict(os.environ, DEVICE='cpu', OUT=str(out), TMPDIR=str(tmp),
-               PARTS='stream memory', PYTHON=sys.executable)
-    env.pop('RESULTS', None)
-    result = subprocess.run(['bash', 'bench/gpu_check.sh'], cwd=ROOT,
-                            env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = run_check(600, OUT=str(out), TMPDIR=str(tmp),
+                       PARTS='stream memory')
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     results = tmp / 'gpu_check'
     for name in ('stream_b1', 'stream_b8', 'memory'):
         assert (results / f'{name}.rc').read_text().strip() == '0'
     assert sorted(os.listdir(out)) == ['gpu_check_results.tar.gz',
                                        'table.txt']
-    printed = result.stdout[result.stdout.index('part   '):]
+    printed = printed_table(result)
     assert printed.startswith((out / 'table.txt').read_text())
     with tarfile.open(out / 'gpu_check_results.tar.gz') as pack:
         names = set(pack.getnames())
     assert {'./stream_b8.json', './memory.rc', './table.txt'} <= names
     stream = json.loads((results / 'stream_b8.json').read_text())
     assert stream['batch'] == 8 and stream['arch'] == 'E3D-XS'
-    table = rows(result.stdout[result.stdout.index('part   '):])
+    table = rows(printed)
     static = [r for r in table if r[0] == '4 stream'
               and r[2] == 'static stream (eager) / whole']
     assert len(static) == 2
@@ -182,12 +195,9 @@ def test_train_part_runs_dist_train_with_the_scripts_python(tmp_path):
         path.chmod(0o755)
     out = tmp_path / 'out'
     # LIMIT 2: the train part is stopped after 4 s, the start is what counts
-    env = dict(os.environ, DEVICE='cpu', RESULTS=str(out), PARTS='train',
-               LIMIT='2', PYTHON=str(own / 'py3'),
-               PATH=f'{other}:{os.environ["PATH"]}')
-    result = subprocess.run(['bash', 'bench/gpu_check.sh'], cwd=ROOT,
-                            env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = run_check(300, RESULTS=str(out), PARTS='train', LIMIT='2',
+                       PYTHON=str(own / 'py3'),
+                       PATH=f'{other}:{os.environ["PATH"]}')
     assert (out / 'data.rc').read_text().strip() == '0', result.stdout
     train = (out / 'train.txt').read_text()
     assert 'RIGHT-PYTHON' in train and 'WRONG-PYTHON' not in train, train
@@ -197,14 +207,9 @@ def test_train_part_runs_dist_train_with_the_scripts_python(tmp_path):
 def test_smoke_mode_runs_every_speed_configuration(tmp_path):
     """The speed and compile parts' command lines on a CPU, the AMP ones in
     bfloat16 (depthwise_fp32, the Triton option, folded BN, compiled), the
-    Triton one profiled: each exits 0
-    and gives train and infer figures for both models, and the table
-    checks its targets from them."""
-    env = dict(os.environ, DEVICE='cpu', RESULTS=str(tmp_path),
-               PARTS='speed compile', PYTHON=sys.executable)
-    result = subprocess.run(['bash', 'bench/gpu_check.sh'], cwd=ROOT,
-                            env=env, capture_output=True, text=True,
-                            timeout=900)
+    Triton one profiled: each exits 0 and gives train and infer figures
+    for both models, and the table checks its targets from them."""
+    result = run_check(900, RESULTS=str(tmp_path), PARTS='speed compile')
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     configs = {'fp32': ('train', 'infer'), 'amp': ('train', 'infer'),
                'amp_dw_fp32': ('train', 'infer'),
@@ -225,7 +230,7 @@ def test_smoke_mode_runs_every_speed_configuration(tmp_path):
     amp = json.loads((tmp_path / 'speed_amp_dw_fp32.json').read_text())
     traffic = amp['models']['E3D-XS']['traffic']['train']
     assert (traffic['element_bytes'], traffic['depthwise_bytes']) == (2, 4)
-    table = rows(result.stdout[result.stdout.index('part   '):])
+    table = rows(printed_table(result))
     targets = {r[2]: r for r in table if r[0][0].isdigit()}
     assert targets['E3D train clips/s AMP / fp32 (separate runs)'][-1] in (
         'yes', 'NO')
