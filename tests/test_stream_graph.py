@@ -121,13 +121,16 @@ def test_batch_of_videos_with_one_restarted(structure_of, se):
         assert float(value[1].abs().max()) == 0
         assert torch.equal(value[[0, 2]], untouched[key])
     assert stream.state['frames'].tolist() == [4, 0, 4]
-    # video 1 starts a new video; videos 0 and 2 go on with theirs
-    outs = []
-    for t in range(4):
-        chunk = x[:, :, 4 + t:5 + t].clone()
-        chunk[1] = new[0, :, t:t + 1]
-        outs.append(stream.step(chunk, copy=True))
-    streamed = torch.cat(outs, 2)
+    def after_restart(stream):
+        """Video 1 starts a new video; videos 0 and 2 go on with theirs."""
+        outs = []
+        for t in range(4):
+            chunk = x[:, :, 4 + t:5 + t].clone()
+            chunk[1] = new[0, :, t:t + 1]
+            outs.append(stream.step(chunk, copy=True))
+        return torch.cat(outs, 2)
+
+    streamed = after_restart(stream)
     assert max_diff(streamed[[0, 2]], whole[[0, 2], :, 4:]) <= 1e-5
     assert max_diff(streamed[1], whole_new[0]) <= 1e-5
     assert stream.state['frames'].tolist() == [8, 4, 8]
@@ -141,12 +144,7 @@ def test_batch_of_videos_with_one_restarted(structure_of, se):
             shared.step(x[:, :, t:t + 1])
         shared.reset(1)
         shared.state['frames'].fill_(4)
-        outs = []
-        for t in range(4):
-            chunk = x[:, :, 4 + t:5 + t].clone()
-            chunk[1] = new[0, :, t:t + 1]
-            outs.append(shared.step(chunk, copy=True))
-        assert max_diff(torch.cat(outs, 2)[1], whole_new[0]) > 1e-3
+        assert max_diff(after_restart(shared)[1], whole_new[0]) > 1e-3
 
 
 def test_bad_indices_are_refused_before_anything_changes(structure_of):
