@@ -16,7 +16,7 @@ import time
 import torch
 import torch.nn as nn
 
-from .errors import DeployError
+from .errors import DeployError, check_positive_int
 
 #: Most voxels (batch x T x H x W) of an input the deploy tools trace,
 #: export or stream at once: 2**23, e.g. 1x32x512x512 or 8x16x256x256 (E3D-L
@@ -430,8 +430,7 @@ def export_onnx(recognizer, path, clip, batch=1, dynamic_batch=False,
     clip = check_clip(clip)
     if not isinstance(opset, int) or not 11 <= opset <= 20:
         raise DeployError(f'opset must be an int in 11..20, got {opset!r}')
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise DeployError(f'batch must be a positive int, got {batch!r}')
+    check_positive_int('batch', batch)
     wrapper = RecognizerLogits(recognizer).eval()
     try_forward(wrapper, clip, batch)
     dynamic_axes = ({

@@ -11,7 +11,7 @@ the next step. The keys and the zero start state are those of
 import torch
 import torch.nn as nn
 
-from .errors import DeployError
+from .errors import DeployError, check_positive_int
 from .export import check_input_size, write_onnx
 
 
@@ -59,8 +59,7 @@ def export_stream_onnx(recognizer, path, image_size, chunk=1, batch=1,
     (``(H, W)``) to ``path``; return the start state (its keys name the
     ONNX inputs ``state.<key>``)."""
     recognizer.check_streamable()
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise DeployError(f'chunk must be a positive int, got {chunk!r}')
+    check_positive_int('chunk', chunk)
     check_input_size((chunk, ) + tuple(image_size), batch)
     state = recognizer.init_stream(batch, tuple(image_size))
     keys = list(state)

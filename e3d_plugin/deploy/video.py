@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import torch
 
-from .errors import DeployError
+from .errors import DeployError, check_positive_int
 
 # Pipeline steps that sample, decode, format or pack: everything else in a
 # validation pipeline is a spatial transform applied to each frame.
@@ -87,11 +87,8 @@ class VideoFrames:
         check_input_file(path, 'video')
         for name, value in (('frame_interval', frame_interval),
                             ('max_frames', max_frames)):
-            if value is not None and (not isinstance(value, int)
-                                      or isinstance(value, bool)
-                                      or value < 1):
-                raise DeployError(
-                    f'{name} must be a positive int, got {value!r}')
+            if value is not None:
+                check_positive_int(name, value)
         self.path = path
         self.frame_interval = frame_interval
         results = dict(filename=path, start_index=0, modality='RGB')
@@ -151,8 +148,7 @@ class VideoFrames:
         frames (the last may be shorter); decode ``block`` frames at a
         time (default: ``size``, at least 16), so that short chunks do not
         each cost a seek."""
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise DeployError(f'chunk must be a positive int, got {size!r}')
+        check_positive_int('chunk', size)
         block = max(size, 16) if block is None else block
         block = -(-block // size) * size  # whole chunks per block
         for first in range(0, len(self), block):
